@@ -1,0 +1,134 @@
+"""Run a backbone over one (category, split) of a manifest and fill the feature store."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from iadbench.backbones import load_backbone
+from iadbench.backbones.registry import spec_for
+from iadbench.backbones.weights import resolve_weights
+from iadbench.data.images import Geometry, load_image
+from iadbench.device import resolve_device
+from iadbench.errors import CacheError
+from iadbench.features.aggregate import aggregate_patches
+from iadbench.features.store import config_hash, write_features
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that determines the bytes of a feature file (hence its cache key)."""
+
+    model: str
+    weights: str = "pretrained"
+    layers: tuple[int, ...] = ()
+    patch_size: int = 3
+    dim: int | None = None
+    seed: int = 0
+    geometry: Geometry = field(default_factory=Geometry)
+
+    @classmethod
+    def from_config(cls, backbone: dict, geometry: dict) -> FeatureConfig:
+        """Build from a ``backbones:`` entry and a dataset's ``resize``/``crop``."""
+        layers = tuple(backbone.get("layers") or spec_for(backbone["model"]).default_layers)
+        return cls(
+            model=backbone["model"],
+            weights=str(backbone.get("weights", "pretrained")),
+            layers=layers,
+            patch_size=int(backbone.get("patch_size", 3)),
+            dim=backbone.get("dim"),
+            seed=int(backbone.get("seed", 0)),
+            geometry=Geometry(int(geometry.get("resize", 256)), int(geometry.get("crop", 224))),
+        )
+
+    def identity(self) -> dict:
+        """JSON-able description including the resolved weights' content digest."""
+        spec = spec_for(self.model)
+        weights = resolve_weights(self.weights, spec.timm_name, spec.package_weights)
+        return {
+            "format": FORMAT_VERSION,
+            "model": self.model,
+            "timm_name": spec.timm_name,
+            "weights": weights.identity,
+            "layers": list(self.layers),
+            "patch_size": self.patch_size,
+            "dim": self.dim,
+            "seed": self.seed if weights.kind == "random" else None,
+            "resize": self.geometry.resize,
+            "crop": self.geometry.crop,
+        }
+
+    def hash(self) -> str:
+        return config_hash(self.identity())
+
+
+def _normalise(images: list[np.ndarray], mean, std) -> torch.Tensor:
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return (batch - mean_t) / std_t
+
+
+def extract_features(
+    manifest: pd.DataFrame,
+    category: str,
+    split: str,
+    cfg: FeatureConfig,
+    npy_path: str | Path,
+    index_path: str | Path,
+    device: str = "auto",
+    batch_size: int = 16,
+) -> dict:
+    """Extract patch features for every image of (category, split); return the metadata."""
+    rows = manifest[(manifest["category"] == category) & (manifest["split"] == split)]
+    rows = rows.reset_index(drop=True)
+    if rows.empty:
+        raise CacheError(f"no {split} images for category {category!r} in the manifest")
+    dev = resolve_device(device)
+    backbone = load_backbone(cfg.model, cfg.weights, cfg.layers, seed=cfg.seed, device=dev)
+    identity = cfg.identity()
+    geometry = cfg.geometry
+
+    def load(path: str) -> np.ndarray:
+        return geometry.image(load_image(path))
+
+    chunks: list[np.ndarray] = []
+    paths = rows["image_path"].tolist()
+    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(
+        total=len(paths), desc=f"features {cfg.model} {category}/{split}", unit="img",
+        disable=None,
+    ) as bar:
+        for start in range(0, len(paths), batch_size):
+            images = list(pool.map(load, paths[start : start + batch_size]))
+            batch = _normalise(images, backbone.mean, backbone.std).to(dev)
+            feats = aggregate_patches(backbone.taps(batch), cfg.patch_size, cfg.dim)
+            chunks.append(feats.cpu().numpy().astype(np.float16))
+            bar.update(len(images))
+    features = np.concatenate(chunks)
+    if not np.isfinite(features).all():
+        raise CacheError(f"backbone {cfg.model} produced NaN/Inf features for {category}/{split}")
+    meta = {
+        **identity,
+        "config_hash": config_hash(identity),
+        "category": category,
+        "split": split,
+        "grid": list(features.shape[1:3]),
+        "channels": int(features.shape[3]),
+        "device": dev.type,
+    }
+    index = rows[["sample_id", "category", "split", "label", "defect_type", "image_path",
+                  "mask_path"]]
+    write_features(Path(npy_path), Path(index_path), index, meta, features)
+    log.info("%s/%s: %s features -> %s", category, split, features.shape, npy_path)
+    return meta

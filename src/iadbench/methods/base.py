@@ -1,0 +1,43 @@
+"""The method interface every detector implements.
+
+A method instance is built from its named config entry. The pipeline calls
+
+* ``fit(train, state_dir)`` once per (method, dataset, category) when ``needs_train`` is true
+  (``train`` may come from another dataset/category for cross-domain runs); zero-shot methods set
+  ``needs_train = False`` and get ``train=None``;
+* ``score(state_dir, test, out_size)`` -> per-image scores and per-pixel maps at ``out_size``.
+
+State lives only in ``state_dir`` (memory banks, checkpoints, statistics), so a fitted model is a
+cached file target like any other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from iadbench.features.store import FeatureSet
+
+
+class Method(ABC):
+    """Base class: holds the config slice, the seed and the device."""
+
+    kind: str = ""
+    needs_train: bool = True
+
+    def __init__(self, cfg: dict, device: str = "auto") -> None:
+        self.cfg = cfg
+        self.seed = int(cfg.get("seed", 0))
+        self.device = device
+
+    @abstractmethod
+    def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:
+        """Learn from normal training features; write state into ``state_dir``; return a summary."""
+
+    @abstractmethod
+    def score(
+        self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return image scores (N,) float64 and anomaly maps (N, H, W) float32."""

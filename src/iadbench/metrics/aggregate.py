@@ -1,0 +1,146 @@
+"""Across-category aggregation: macro (headline, §7.1) and micro (pooled) kept apart.
+
+Papers report the macro mean: each metric per category, then averaged. Micro pools all images
+and pixels of a dataset and is a different, usually lower, number (score scales differ across
+categories). Every summary row carries an ``average`` column so the two are never confused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from .evaluate import evaluate_category
+from .pixel import Maps, Masks
+
+ID_COLS = ("dataset", "method", "category")
+INFO_COLS = ("fpr_limit", "n_images", "n_anomalous", "n_normal", "eval_height", "eval_width")
+MACRO, MICRO = "macro_mean", "micro"
+
+
+def macro_mean(rows: pd.DataFrame, metric_cols: Iterable[str]) -> dict[str, float]:
+    """Mean of each metric over the rows (categories), ignoring NaN; NaN if all are NaN."""
+    out = {}
+    for col in metric_cols:
+        values = pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float)
+        values = values[~np.isnan(values)]
+        out[col] = float(values.mean()) if values.size else float("nan")
+    return out
+
+
+def _metric_cols(df: pd.DataFrame) -> list[str]:
+    """Numeric columns that are metrics: not identifiers and not bookkeeping (counts, sizes)."""
+    skip = set(ID_COLS) | set(INFO_COLS) | {"average"}
+    return [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def _common(series: pd.Series) -> Any:
+    """The single value shared by all rows (e.g. fpr_limit, eval size), else None."""
+    values = series.dropna().unique()
+    return values[0] if len(values) == 1 and series.notna().all() else None
+
+
+def _macro_row(group: pd.DataFrame, metric_cols: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {c: _common(group[c]) for c in group.columns}
+    row.update(macro_mean(group, metric_cols))
+    for col in ("n_images", "n_anomalous", "n_normal"):
+        if col in group.columns:
+            row[col] = int(pd.to_numeric(group[col]).sum())
+    row["category"] = MACRO
+    return row
+
+
+def summarise(per_category: pd.DataFrame, micro: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-category rows, then per (dataset, method) a macro_mean row and the micro row(s).
+
+    Order: dataset, method (sorted); inside, categories alphabetically, then macro, then micro.
+    Column ``average`` is ``per_category`` / ``macro`` / ``micro``. The macro row averages the
+    metric columns ignoring NaN, sums the n_* counts, and keeps other columns only if shared.
+    """
+    missing = [c for c in ID_COLS if c not in per_category.columns]
+    if missing:
+        raise ValueError(f"per_category lacks columns {missing}")
+    reserved = per_category["category"].isin([MACRO, MICRO])
+    if reserved.any():
+        raise ValueError(f"per_category already holds {MACRO!r}/{MICRO!r} rows")
+    per_category = per_category.drop(columns="average", errors="ignore")
+    metric_cols = _metric_cols(per_category)
+    micro = None if micro is None else micro.drop(columns="average", errors="ignore")
+    keys = set(map(tuple, per_category[["dataset", "method"]].to_numpy().tolist()))
+    if micro is not None:
+        keys |= set(map(tuple, micro[["dataset", "method"]].to_numpy().tolist()))
+    pieces = []
+    for dataset, method in sorted(keys, key=lambda k: (str(k[0]), str(k[1]))):
+        sel = (per_category["dataset"] == dataset) & (per_category["method"] == method)
+        group = per_category[sel].sort_values("category", kind="stable")
+        if len(group):
+            pieces.append(group.assign(average="per_category"))
+            pieces.append(pd.DataFrame([_macro_row(group, metric_cols)]).assign(average="macro"))
+        if micro is not None:
+            msel = (micro["dataset"] == dataset) & (micro["method"] == method)
+            if msel.any():
+                pieces.append(micro[msel].assign(average="micro"))
+    out = pd.concat(pieces, ignore_index=True)
+    first = ["dataset", "method", "category", "average"]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def micro_metrics(
+    labels: Sequence[ArrayLike],
+    image_scores: Sequence[ArrayLike],
+    masks: Sequence[Masks | None] | None,
+    maps: Sequence[Maps] | None,
+    fpr_limit: float = 0.3,
+) -> dict[str, Any]:
+    """Micro metrics: :func:`evaluate_category` on all categories of a dataset pooled together.
+
+    Each argument is a sequence with one entry per category (that category's labels, scores,
+    masks, maps). Images and pixels are pooled across categories, so one threshold ranks them
+    all; this is NOT the paper-style (macro) number. If ``masks`` is None or any category has
+    no masks, pixel metrics are NaN (pooling would otherwise count its defects as normal).
+    """
+    if len(labels) != len(image_scores):
+        raise ValueError(f"{len(labels)} label arrays but {len(image_scores)} score arrays")
+    pooled_labels = np.concatenate([np.asarray(y).ravel() for y in labels])
+    pooled_scores = np.concatenate([np.asarray(s, dtype=float).ravel() for s in image_scores])
+    pooled_maps = None if maps is None else [m for cat in maps for m in cat]
+    pooled_masks = None
+    if masks is not None and all(cat is not None for cat in masks):
+        pooled_masks = [m for cat in masks for m in cat]
+    if pooled_maps is None:
+        pooled_masks = None
+    return evaluate_category(pooled_labels, pooled_scores, pooled_masks, pooled_maps, fpr_limit)
+
+
+def _fmt(value: Any, is_metric: bool) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (float, np.floating)):
+        if is_metric:
+            return f"{value:.4f}"
+        return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return str(value)
+
+
+def to_markdown(summary_df: pd.DataFrame) -> str:
+    """Markdown table of a :func:`summarise` result: fractions with 4 decimals, NaN as n/a.
+
+    Macro and micro rows have their category in bold and are named by the ``average`` column.
+    """
+    metric_cols = set(_metric_cols(summary_df))
+    table = pd.DataFrame(
+        {c: [_fmt(v, c in metric_cols) for v in summary_df[c]] for c in summary_df.columns}
+    )
+    if "average" in table.columns and "category" in table.columns:
+        pooled = table["average"].isin(["macro", "micro"])
+        table.loc[pooled, "category"] = "**" + table.loc[pooled, "category"] + "**"
+    header = (
+        "Metrics are fractions in [0, 1] (4 decimals; n/a = undefined, e.g. no anomalies). "
+        "`average`: per_category = one category; **macro** = mean over categories ignoring "
+        "n/a (the headline, as in papers); **micro** = all images/pixels of the dataset pooled.\n\n"
+    )
+    return header + table.to_markdown(index=False, disable_numparse=True) + "\n"

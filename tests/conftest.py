@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny generated MVTec-layout trees and the real-data location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MVTEC = REPO.parent / "shared" / "data" / "mvtec_ad"
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_mvtec(tmp_path: Path) -> Path:
+    """One category 'widget': 3 train good, 2 test good, 2 'dent' with masks."""
+    root = tmp_path / "mvtec"
+    rng = np.random.default_rng(0)
+    cat = root / "widget"
+    for i in range(3):
+        write_png(cat / "train" / "good" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
+    for i in range(2):
+        write_png(cat / "test" / "good" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
+        write_png(cat / "test" / "dent" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4:10, 4:10] = 255
+        write_png(cat / "ground_truth" / "dent" / f"{i:03d}_mask.png", mask)
+    return root
+
+
+@pytest.fixture
+def shared_mvtec() -> Path:
+    if not (SHARED_MVTEC / "bottle").is_dir():
+        pytest.skip(f"real MVTec AD data not found at {SHARED_MVTEC} (../shared is absent)")
+    return SHARED_MVTEC
