@@ -34,13 +34,19 @@ def random_projection(features: torch.Tensor, dim: int, seed: int) -> torch.Tens
 def _farthest_point_loop(
     points: torch.Tensor, min_dist: torch.Tensor, n: int, progress: bool
 ) -> torch.Tensor:
+    """Repeatedly take the point farthest from the selection; ``min_dist`` is updated in place.
+
+    Squared distances are tracked (same argmax, no square root per step): the loop is bound by
+    one (N, D) mat-vec per selected point.
+    """
     sq_norms = (points * points).sum(1)
+    min_sq = min_dist.square()
     chosen = torch.empty(n, dtype=torch.long)
     for step in tqdm(range(n), desc="coreset", unit="pt", disable=None if progress else True):
-        j = int(torch.argmax(min_dist))
+        j = int(torch.argmax(min_sq))
         chosen[step] = j
-        dist = (sq_norms - 2 * (points @ points[j]) + sq_norms[j]).clamp_min_(0).sqrt_()
-        torch.minimum(min_dist, dist, out=min_dist)
+        sq = torch.addmv(sq_norms, points, points[j], alpha=-2.0).add_(sq_norms[j])
+        torch.minimum(min_sq, sq.clamp_min_(0), out=min_sq)
     return chosen
 
 
