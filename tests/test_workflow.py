@@ -1,0 +1,124 @@
+"""End-to-end Snakemake runs in a temporary directory: outputs, no-op rerun, incrementality."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "datasets": {
+        "demo": {
+            "layout": "mvtec",
+            "root": "resources/datasets/demo",
+            "categories": ["brick", "gravel"],
+            "demo": {"seed": 0, "image_size": 64, "n_train": 6, "n_test_good": 3,
+                     "n_per_defect": 1},
+            "resize": 64,
+            "crop": 64,
+        }
+    },
+    "backbones": {"lite0": {"model": "efficientnet_lite0", "weights": "pretrained"}},
+    "methods": {"pc": {"kind": "patchcore", "backbone": "lite0", "coreset": 0.2}},
+}
+
+
+def snakemake(workdir: Path, *args: str) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+           "--cores", "2", "--resources", "gpu=1", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def planned_rules(workdir: Path) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table ({} when nothing is to be done)."""
+    out = snakemake(workdir, "--dry-run")
+    if "Nothing to be done" in out:
+        return {}
+    lines = out.split("Job stats:")[1].splitlines()[3:]
+    stats = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        stats[parts[0]] = int(parts[1])
+    return stats
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("wf")
+    write_config(workdir, TINY)
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.mark.e2e
+def test_full_run_produces_summary_and_per_category_results(finished_run):
+    summary = pd.read_csv(finished_run / "results/summary/metrics.csv")
+    assert set(summary["category"]) == {"brick", "gravel", "macro_mean", "micro"}
+    assert set(summary["average"]) == {"per_category", "macro", "micro"}
+    assert summary["weights"].str.contains("efficientnet-lite0").all()
+    for cat in ("brick", "gravel"):
+        assert (finished_run / f"results/demo/metrics/pc/{cat}.json").exists()
+        scores = pd.read_parquet(finished_run / f"results/demo/scores/pc/{cat}/scores.parquet")
+        assert len(scores) == 3 + 4 and scores["score"].notna().all()
+    assert (finished_run / "results/summary/metrics.md").read_text().count("macro") >= 1
+
+
+@pytest.mark.e2e
+def test_rerun_after_complete_run_schedules_nothing(finished_run):
+    assert planned_rules(finished_run) == {}
+
+
+@pytest.mark.e2e
+def test_changing_a_patchcore_parameter_reruns_only_that_method(finished_run):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["methods"]["pc"]["coreset"] = 0.5
+    write_config(finished_run, config)
+    try:
+        plan = planned_rules(finished_run)
+    finally:
+        write_config(finished_run, TINY)
+    assert plan.get("fit") == 2 and plan.get("score") == 2 and plan.get("metrics") == 2
+    assert "extract" not in plan and "manifest" not in plan and "demo_dataset" not in plan
+
+
+@pytest.mark.e2e
+def test_second_method_on_the_same_backbone_reuses_cached_features(finished_run):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["methods"]["pc_full"] = {"kind": "patchcore", "backbone": "lite0", "coreset": 1.0}
+    write_config(finished_run, config)
+    try:
+        plan = planned_rules(finished_run)
+        assert plan.get("fit") == 2 and "extract" not in plan
+        snakemake(finished_run)
+        summary = pd.read_csv(finished_run / "results/summary/metrics.csv")
+        assert set(summary["method"]) == {"pc", "pc_full"}
+    finally:
+        write_config(finished_run, TINY)
+
+
+@pytest.mark.e2e
+def test_invalid_config_fails_at_start_up_with_the_schema_error(tmp_path):
+    bad = yaml.safe_load(yaml.safe_dump(TINY))
+    bad["methods"]["pc"]["coreset"] = -0.1
+    write_config(tmp_path, bad)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+           str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "coreset" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
