@@ -1,0 +1,18 @@
+"""The iadbench CLI runs the library's steps and reports bad input as one clear line."""
+
+from iadbench.cli import main
+
+
+def test_cli_demo_then_manifest(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "d"), "--categories", "brick"]) == 0
+    out = tmp_path / "m.parquet"
+    assert main(["manifest", str(tmp_path / "d"), str(out), "--categories", "brick"]) == 0
+    assert out.exists()
+    assert "scratch" in capsys.readouterr().out
+
+
+def test_cli_reports_errors_with_exit_code_2(tmp_path, capsys):
+    code = main(["manifest", str(tmp_path / "none"), str(tmp_path / "m.parquet"),
+                 "--categories", "x"])
+    assert code == 2
+    assert "dataset root does not exist" in capsys.readouterr().err
