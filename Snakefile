@@ -15,6 +15,14 @@ validate(config, "config/schema.yaml", set_default=True)
 
 
 include: "rules/common.smk"
+wildcard_constraints:
+    dataset=_alternation(DATASETS),
+    backbone=_alternation(BACKBONES),
+    method=_alternation(METHODS),
+    split="train|test",
+    category="[^/]+",
+
+
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/fit.smk"

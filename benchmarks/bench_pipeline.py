@@ -1,6 +1,6 @@
 """Speed numbers, printed (never asserted): feature extraction, coreset, end-to-end demo.
 
-    python benchmarks/bench_pipeline.py [--bank 50000] [--skip-e2e]
+python benchmarks/bench_pipeline.py [--bank 50000] [--skip-e2e]
 """
 
 from __future__ import annotations
@@ -43,9 +43,22 @@ def bench_coreset(bank: int, dim: int = 152, fraction: float = 0.01) -> float:
 def bench_demo() -> tuple[float, float]:
     work = Path(tempfile.mkdtemp(prefix="iadbench-bench-"))
     shutil.copy(REPO / "config" / "config.yaml", work / "config.yaml")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-           str(work), "--configfile", str(work / "config.yaml"), "--cores", "2",
-           "--resources", "gpu=1", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        "--quiet",
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     full = time.perf_counter() - start

@@ -1,4 +1,5 @@
 # Helpers shared by the rule files: config slices, target lists, wildcard constraints.
+import os
 import re
 
 from iadbench.config import check_references, method_datasets
@@ -13,14 +14,6 @@ SPLITS = ["train", "test"]
 
 def _alternation(names):
     return "|".join(re.escape(n) for n in names) if names else "$^"
-
-
-wildcard_constraints:
-    dataset=_alternation(DATASETS),
-    backbone=_alternation(BACKBONES),
-    method=_alternation(METHODS),
-    split="train|test",
-    category="[^/]+",
 
 
 def dataset_cfg(wildcards):
@@ -52,7 +45,7 @@ def demo_entry(root):
 def dataset_source(wildcards):
     """The demo rule's output for generated datasets; nothing for datasets on disk."""
     d = config["datasets"][wildcards.dataset]
-    return [d["root"] + "/.complete"] if "demo" in d else []
+    return [os.path.join(d["root"], ".complete")] if "demo" in d else []
 
 
 def feature_file(kind, split):

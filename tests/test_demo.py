@@ -22,8 +22,11 @@ SMALL = dict(image_size=64, n_train=3, n_test_good=2, n_per_defect=2)
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +43,9 @@ def test_layout_matches_mvtec(default_root):
         cat_dir = root / cat
         assert sorted(p.name for p in cat_dir.iterdir()) == ["ground_truth", "test", "train"]
         assert [p.name for p in (cat_dir / "train").iterdir()] == ["good"]
-        assert sorted(p.name for p in (cat_dir / "test").iterdir()) == sorted(["good",
-                                                                               *DEFECT_TYPES])
+        assert sorted(p.name for p in (cat_dir / "test").iterdir()) == sorted(
+            ["good", *DEFECT_TYPES]
+        )
         assert sorted(p.name for p in (cat_dir / "ground_truth").iterdir()) == sorted(DEFECT_TYPES)
         expected = {"train/good": 24, "test/good": 8, **{f"test/{d}": 4 for d in DEFECT_TYPES}}
         for folder, count in expected.items():
@@ -52,7 +56,9 @@ def test_layout_matches_mvtec(default_root):
             assert masks == [f"{i:03d}_mask.png" for i in range(4)]
         assert not (cat_dir / "ground_truth" / "good").exists()
         assert summary["categories"][cat] == {
-            "train": {"good": 24}, "test": {"good": 8, **{d: 4 for d in DEFECT_TYPES}}}
+            "train": {"good": 24},
+            "test": {"good": 8, **{d: 4 for d in DEFECT_TYPES}},
+        }
     readme = (root / "README.md").read_text()
     assert "CC0" in readme and "seed: 0" in readme and "image_size: 128" in readme
 
@@ -175,14 +181,17 @@ def test_existing_root_is_replaced(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["README.md", "brick"]
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"categories": ["leather"]},
-    {"categories": ["brick", "brick"]},
-    {"categories": []},
-    {"image_size": 8},
-    {"n_train": 0},
-    {"seed": -1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"categories": ["leather"]},
+        {"categories": ["brick", "brick"]},
+        {"categories": []},
+        {"image_size": 8},
+        {"n_train": 0},
+        {"seed": -1},
+    ],
+)
 def test_invalid_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         generate_demo(tmp_path / "x", **{**SMALL, **kwargs})

@@ -45,15 +45,19 @@ def test_missing_mask_is_an_error_naming_the_image(tiny_mvtec, tmp_path):
 
 
 def test_mask_size_mismatch_names_the_mask(tiny_mvtec):
-    write_png(tiny_mvtec / "widget" / "ground_truth" / "dent" / "000_mask.png",
-              np.full((16, 16), 255, np.uint8))
+    write_png(
+        tiny_mvtec / "widget" / "ground_truth" / "dent" / "000_mask.png",
+        np.full((16, 16), 255, np.uint8),
+    )
     with pytest.raises(DataError, match=r"000_mask\.png: mask size \(16, 16\) differs"):
         build_manifest("tiny", cfg(tiny_mvtec))
 
 
 def test_empty_mask_on_anomalous_image_is_an_error(tiny_mvtec):
-    write_png(tiny_mvtec / "widget" / "ground_truth" / "dent" / "000_mask.png",
-              np.zeros((32, 32), np.uint8))
+    write_png(
+        tiny_mvtec / "widget" / "ground_truth" / "dent" / "000_mask.png",
+        np.zeros((32, 32), np.uint8),
+    )
     with pytest.raises(DataError, match="has no defect pixels"):
         build_manifest("tiny", cfg(tiny_mvtec))
 
@@ -79,8 +83,10 @@ def test_unsupported_file_in_image_folder(tiny_mvtec):
 
 
 def test_mask_without_image_warns(tiny_mvtec, caplog):
-    write_png(tiny_mvtec / "widget" / "ground_truth" / "dent" / "009_mask.png",
-              np.full((32, 32), 255, np.uint8))
+    write_png(
+        tiny_mvtec / "widget" / "ground_truth" / "dent" / "009_mask.png",
+        np.full((32, 32), 255, np.uint8),
+    )
     with caplog.at_level(logging.WARNING):
         frame = build_manifest("tiny", cfg(tiny_mvtec))
     assert len(frame) == 7
@@ -90,6 +96,11 @@ def test_mask_without_image_warns(tiny_mvtec, caplog):
 def test_real_mvtec_bottle_manifest(shared_mvtec):
     frame = build_manifest("mvtec", cfg(shared_mvtec, ["bottle"]))
     counts = frame.groupby(["split", "defect_type"]).size().to_dict()
-    assert counts == {("train", "good"): 209, ("test", "good"): 20, ("test", "broken_large"): 20,
-                      ("test", "broken_small"): 22, ("test", "contamination"): 21}
+    assert counts == {
+        ("train", "good"): 209,
+        ("test", "good"): 20,
+        ("test", "broken_large"): 20,
+        ("test", "broken_small"): 22,
+        ("test", "contamination"): 21,
+    }
     assert frame["mask_path"].notna().sum() == 63

@@ -11,8 +11,9 @@ from test_workflow import snakemake
 @pytest.mark.realdata
 @pytest.mark.e2e
 def test_patchcore_lite0_on_real_bottle_meets_published_level(shared_mvtec, tmp_path):
-    config = yaml.safe_load((snakemake.__globals__["REPO"] / "config/examples/mvtec_bottle.yaml")
-                            .read_text())
+    config = yaml.safe_load(
+        (snakemake.__globals__["REPO"] / "config/examples/mvtec_bottle.yaml").read_text()
+    )
     config["datasets"]["mvtec_ad"]["root"] = str(shared_mvtec)
     config["methods"]["patchcore_lite0"]["coreset"] = 0.01  # CI time; 0.1 gives the same numbers
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

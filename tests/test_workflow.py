@@ -18,8 +18,13 @@ TINY = {
             "layout": "mvtec",
             "root": "resources/datasets/demo",
             "categories": ["brick", "gravel"],
-            "demo": {"seed": 0, "image_size": 64, "n_train": 6, "n_test_good": 3,
-                     "n_per_defect": 1},
+            "demo": {
+                "seed": 0,
+                "image_size": 64,
+                "n_train": 6,
+                "n_test_good": 3,
+                "n_per_defect": 1,
+            },
             "resize": 64,
             "crop": 64,
         }
@@ -30,9 +35,22 @@ TINY = {
 
 
 def snakemake(workdir: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-           "--cores", "2", "--resources", "gpu=1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -116,8 +134,20 @@ def test_invalid_config_fails_at_start_up_with_the_schema_error(tmp_path):
     bad = yaml.safe_load(yaml.safe_dump(TINY))
     bad["methods"]["pc"]["coreset"] = -0.1
     write_config(tmp_path, bad)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-           str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "-n",
+        "--cores",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "coreset" in proc.stdout + proc.stderr

@@ -13,16 +13,20 @@ from iadbench.errors import IadbenchError
 def _demo(args: argparse.Namespace) -> None:
     from iadbench.data.demo import DEMO_CATEGORIES, generate_demo
 
-    summary = generate_demo(args.root, categories=tuple(args.categories or DEMO_CATEGORIES),
-                            seed=args.seed)
+    summary = generate_demo(
+        args.root, categories=tuple(args.categories or DEMO_CATEGORIES), seed=args.seed
+    )
     print(json.dumps(summary["categories"], indent=2))
 
 
 def _manifest(args: argparse.Namespace) -> None:
     from iadbench.pipeline import make_manifest
 
-    frame = make_manifest(args.name, {"layout": args.layout, "root": args.root,
-                                      "categories": args.categories}, args.out)
+    frame = make_manifest(
+        args.name,
+        {"layout": args.layout, "root": args.root, "categories": args.categories},
+        args.out,
+    )
     print(frame.groupby(["category", "split", "defect_type"]).size().to_string())
 
 

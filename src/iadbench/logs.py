@@ -18,8 +18,9 @@ def logged(path: str | Path) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    if not any(isinstance(h, logging.StreamHandler) and h.stream is sys.stderr
-               for h in root.handlers):
+    if not any(
+        isinstance(h, logging.StreamHandler) and h.stream is sys.stderr for h in root.handlers
+    ):
         root.addHandler(logging.StreamHandler(sys.stderr))
     try:
         yield

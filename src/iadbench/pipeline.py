@@ -43,16 +43,31 @@ def make_manifest(dataset: str, dataset_cfg: dict, out: str | Path) -> pd.DataFr
     return frame
 
 
-def make_features(manifest: str | Path, category: str, split: str, backbone_cfg: dict,
-                  dataset_cfg: dict, npy: str | Path, index: str | Path,
-                  device: str = "auto") -> dict:
+def make_features(
+    manifest: str | Path,
+    category: str,
+    split: str,
+    backbone_cfg: dict,
+    dataset_cfg: dict,
+    npy: str | Path,
+    index: str | Path,
+    device: str = "auto",
+) -> dict:
     """Extract one (category, split) of a dataset with one backbone config into the store."""
     from iadbench.features.extract import FeatureConfig, extract_features
 
     cfg = FeatureConfig.from_config(backbone_cfg, dataset_cfg)
     frame = pd.read_parquet(manifest)
-    return extract_features(frame, category, split, cfg, npy, index, device=device,
-                            batch_size=int(backbone_cfg.get("batch_size", 16)))
+    return extract_features(
+        frame,
+        category,
+        split,
+        cfg,
+        npy,
+        index,
+        device=device,
+        batch_size=int(backbone_cfg.get("batch_size", 16)),
+    )
 
 
 def _features(npy: str | Path, index: str | Path, backbone_cfg: dict, dataset_cfg: dict):
@@ -63,9 +78,15 @@ def _features(npy: str | Path, index: str | Path, backbone_cfg: dict, dataset_cf
     return load_features(npy, index, expect_hash=expected)
 
 
-def fit_method(method_cfg: dict, backbone_cfg: dict, dataset_cfg: dict,
-               train_npy: str | Path | None, train_index: str | Path | None,
-               state_dir: str | Path, device: str = "auto") -> dict:
+def fit_method(
+    method_cfg: dict,
+    backbone_cfg: dict,
+    dataset_cfg: dict,
+    train_npy: str | Path | None,
+    train_index: str | Path | None,
+    state_dir: str | Path,
+    device: str = "auto",
+) -> dict:
     """Fit one method on one category's training features; state goes to ``state_dir``."""
     from iadbench.methods import build_method
 
@@ -79,9 +100,17 @@ def fit_method(method_cfg: dict, backbone_cfg: dict, dataset_cfg: dict,
     return method.fit(train, Path(state_dir))
 
 
-def score_method(method_cfg: dict, backbone_cfg: dict, dataset_cfg: dict, state_dir: str | Path,
-                 test_npy: str | Path, test_index: str | Path, scores_out: str | Path,
-                 maps_out: str | Path, device: str = "auto") -> pd.DataFrame:
+def score_method(
+    method_cfg: dict,
+    backbone_cfg: dict,
+    dataset_cfg: dict,
+    state_dir: str | Path,
+    test_npy: str | Path,
+    test_index: str | Path,
+    scores_out: str | Path,
+    maps_out: str | Path,
+    device: str = "auto",
+) -> pd.DataFrame:
     """Score one category's test split: ``scores.parquet`` (one row per image) + ``maps.npy``."""
     from iadbench.methods import build_method
 
@@ -125,34 +154,56 @@ def provenance(wildcards, method_cfg: dict, state_dir: str | Path) -> dict:
     }
 
 
-def compute_metrics(scores: str | Path, maps: str | Path, manifest: str | Path,
-                    dataset_cfg: dict, provenance: dict, out: str | Path,
-                    fpr_limit: float = 0.3) -> dict:
+def compute_metrics(
+    scores: str | Path,
+    maps: str | Path,
+    manifest: str | Path,
+    dataset_cfg: dict,
+    provenance: dict,
+    out: str | Path,
+    fpr_limit: float = 0.3,
+) -> dict:
     """Per-category metrics JSON with the provenance of the numbers."""
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
     geometry = geometry_of(dataset_cfg)
     masks = _masks_for(table, pd.read_parquet(manifest), geometry)
-    result = evaluate_category(table["label"].to_numpy(), table["score"].to_numpy(), masks,
-                               np.asarray(maps_arr), fpr_limit=fpr_limit)
+    result = evaluate_category(
+        table["label"].to_numpy(),
+        table["score"].to_numpy(),
+        masks,
+        np.asarray(maps_arr),
+        fpr_limit=fpr_limit,
+    )
     result = {"metrics": result, **provenance}
     save_json(out, result)
     return result
 
 
-def aggregate(metric_files: list[str | Path], score_files: list[str | Path],
-              map_files: list[str | Path], manifests: dict[str, str | Path],
-              dataset_cfgs: dict[str, dict], csv_out: str | Path, md_out: str | Path,
-              fpr_limit: float = 0.3) -> pd.DataFrame:
+def aggregate(
+    metric_files: list[str | Path],
+    score_files: list[str | Path],
+    map_files: list[str | Path],
+    manifests: dict[str, str | Path],
+    dataset_cfgs: dict[str, dict],
+    csv_out: str | Path,
+    md_out: str | Path,
+    fpr_limit: float = 0.3,
+) -> pd.DataFrame:
     """Per-category rows + macro mean + micro (pooled) rows -> CSV and Markdown."""
     rows = []
     for path in metric_files:
         record = json.loads(Path(path).read_text())
-        rows.append({
-            "dataset": record["dataset"], "method": record["method"],
-            "category": record["category"], "backbone": record.get("backbone"),
-            "weights": record.get("weights"), **record["metrics"],
-        })
+        rows.append(
+            {
+                "dataset": record["dataset"],
+                "method": record["method"],
+                "category": record["category"],
+                "backbone": record.get("backbone"),
+                "weights": record.get("weights"),
+                **record["metrics"],
+            }
+        )
     per_category = pd.DataFrame(rows)
     micro_rows = []
     groups: dict[tuple[str, str], list[int]] = {}
@@ -169,9 +220,16 @@ def aggregate(metric_files: list[str | Path], score_files: list[str | Path],
             [np.load(map_files[i]) for i in members],
             fpr_limit=fpr_limit,
         )
-        micro_rows.append({"dataset": dataset, "method": method, "category": "micro",
-                           "backbone": rows[members[0]]["backbone"],
-                           "weights": rows[members[0]]["weights"], **micro})
+        micro_rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "category": "micro",
+                "backbone": rows[members[0]]["backbone"],
+                "weights": rows[members[0]]["weights"],
+                **micro,
+            }
+        )
     summary = summarise(per_category, pd.DataFrame(micro_rows) if micro_rows else None)
     save_text(csv_out, summary.to_csv(index=False, float_format="%.6f"))
     save_text(md_out, to_markdown(summary))

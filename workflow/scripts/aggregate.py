@@ -5,6 +5,13 @@ from iadbench.pipeline import aggregate
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    aggregate(sm.input.metrics, sm.input.scores, sm.input.maps,
-              dict(zip(sm.params.dataset_names, sm.input.manifests)), sm.params.datasets,
-              sm.output.csv, sm.output.md, fpr_limit=sm.params.fpr_limit)
+    aggregate(
+        sm.input.metrics,
+        sm.input.scores,
+        sm.input.maps,
+        dict(zip(sm.params.dataset_names, sm.input.manifests)),
+        sm.params.datasets,
+        sm.output.csv,
+        sm.output.md,
+        fpr_limit=sm.params.fpr_limit,
+    )

@@ -5,5 +5,12 @@ from iadbench.pipeline import fit_method
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    fit_method(sm.params.method, sm.params.backbone, sm.params.geometry, sm.input.npy,
-               sm.input.index, sm.output.state, device=sm.params.device)
+    fit_method(
+        sm.params.method,
+        sm.params.backbone,
+        sm.params.geometry,
+        sm.input.npy,
+        sm.input.index,
+        sm.output.state,
+        device=sm.params.device,
+    )

@@ -5,6 +5,12 @@ from iadbench.pipeline import compute_metrics, provenance
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    compute_metrics(sm.input.scores, sm.input.maps, sm.input.manifest, sm.params.geometry,
-                    provenance(sm.wildcards, sm.params.method, sm.input.state),
-                    sm.output[0], fpr_limit=sm.params.fpr_limit)
+    compute_metrics(
+        sm.input.scores,
+        sm.input.maps,
+        sm.input.manifest,
+        sm.params.geometry,
+        provenance(sm.wildcards, sm.params.method, sm.input.state),
+        sm.output[0],
+        fpr_limit=sm.params.fpr_limit,
+    )

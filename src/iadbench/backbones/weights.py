@@ -75,7 +75,9 @@ def _cached_hub_file(timm_name: str) -> Path | None:
     return None
 
 
-def resolve_weights(weights: str, timm_name: str, package_ref: str | None = None) -> ResolvedWeights:
+def resolve_weights(
+    weights: str, timm_name: str, package_ref: str | None = None
+) -> ResolvedWeights:
     """Turn a ``weights:`` config value into a local file (or ``random``), offline."""
     if weights == "random":
         return ResolvedWeights("random", None, "random")
@@ -88,7 +90,7 @@ def resolve_weights(weights: str, timm_name: str, package_ref: str | None = None
                 f"no local copy of the pretrained weights for {timm_name!r}: iadbench never "
                 "downloads at run time. Supply them by either (a) running once on a machine "
                 f"with network access: python -c \"import timm; timm.create_model('{timm_name}', "
-                "pretrained=True)\" (fills the Hugging Face cache, HF_HOME), or (b) saving a "
+                'pretrained=True)" (fills the Hugging Face cache, HF_HOME), or (b) saving a '
                 "state dict and setting `weights: /path/to/file.pth` in the backbone config."
             )
         return ResolvedWeights("file", path, f"pretrained:{path.name}:sha256={file_digest(path)}")

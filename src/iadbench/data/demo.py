@@ -8,7 +8,8 @@ anomalies. Because the defects are drawn at the final resolution, every ground-t
 *exact* set of pixels the drawing touched: no annotation noise, no resize blur, and pixels outside a
 mask are bit-identical to the clean image the defect was drawn on.
 
-Everything is seeded per (seed, category, split/defect, index), so the same seed gives byte-identical
+Everything is seeded per (seed, category, split/defect, index), so the same seed gives
+byte-identical
 files and adding a category or images never changes the others. The tree is written atomically.
 """
 
@@ -40,7 +41,7 @@ _SPLIT_CODES = {"train": 0, "good": 1, **{d: 2 + i for i, d in enumerate(DEFECT_
 FloatImage = np.ndarray  # (S, S, 3) float64 in [0, 1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _texture(category: str) -> np.ndarray:
     """The source photograph as float32 grayscale in [0, 1] (read from scikit-image's package)."""
     import skimage.data
@@ -64,13 +65,14 @@ def _to_uint8(img: FloatImage) -> np.ndarray:
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
-def _normal_image(category: str, rng: np.random.Generator, size: int,
-                  crop_range: tuple[int, int] = _CROP_RANGE) -> FloatImage:
+def _normal_image(
+    category: str, rng: np.random.Generator, size: int, crop_range: tuple[int, int] = _CROP_RANGE
+) -> FloatImage:
     """Random crop of the photograph, resized, flipped/rotated, jittered, tinted: (S, S, 3)."""
     tex = _texture(category)
     side = int(rng.integers(crop_range[0], crop_range[1] + 1))
     r0, c0 = (int(v) for v in rng.integers(0, tex.shape[0] - side + 1, size=2))
-    crop = Image.fromarray(np.ascontiguousarray(tex[r0:r0 + side, c0:c0 + side]))  # mode "F"
+    crop = Image.fromarray(np.ascontiguousarray(tex[r0 : r0 + side, c0 : c0 + side]))  # mode "F"
     gray = np.asarray(crop.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64)
     gray = np.rot90(gray, k=int(rng.integers(4)))
     if rng.random() < 0.5:
@@ -99,7 +101,7 @@ def _scratch(img: FloatImage, rng: np.random.Generator, _category: str):
     bend = rng.uniform(-0.25, 0.25) * length * np.array([-np.sin(angle), np.cos(angle)])
     p1 = (p0 + p2) / 2 + bend
     t = np.linspace(0.0, 1.0, int(3 * length) + 2)[:, None]
-    pts = np.rint((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2).astype(int)
+    pts = np.rint((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2).astype(int)
     pts = pts[((pts >= 0) & (pts < size)).all(axis=1)]
     mask = np.zeros((size, size), bool)
     mask[pts[:, 0], pts[:, 1]] = True
@@ -164,7 +166,7 @@ def _hole(img: FloatImage, rng: np.random.Generator, _category: str):
     radius = _area_radius(rng, size, 0.005, 0.06)
     centre = rng.uniform(radius, size - radius, size=2)
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
-    dist2 = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / radius ** 2
+    dist2 = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / radius**2
     noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=max(radius / 3, 1.0))
     field = (1.0 - dist2) + 0.45 * noise / (np.abs(noise).max() + 1e-12)  # > 0 at the centre
     labels, _ = ndimage.label(field > 0)
@@ -178,15 +180,17 @@ def _hole(img: FloatImage, rng: np.random.Generator, _category: str):
 _DRAWERS = {"scratch": _scratch, "stain": _stain, "cut_paste": _cut_paste, "hole": _hole}
 
 
-def make_normal_sample(category: str, split: str, index: int, *, image_size: int = 128,
-                       seed: int = 0) -> np.ndarray:
-    """One good image (uint8 RGB) of ``split`` 'train' or 'test', exactly as generate_demo writes."""
+def make_normal_sample(
+    category: str, split: str, index: int, *, image_size: int = 128, seed: int = 0
+) -> np.ndarray:
+    """One good image (uint8 RGB) of ``split`` 'train'/'test', exactly as generate_demo writes."""
     kind = {"train": "train", "test": "good"}[split]
     return _to_uint8(_normal_image(category, _rng(seed, category, kind, index), image_size))
 
 
-def make_defect_sample(category: str, defect: str, index: int, *, image_size: int = 128,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_defect_sample(
+    category: str, defect: str, index: int, *, image_size: int = 128, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clean uint8 RGB, defective uint8 RGB, bool mask) for one anomalous test sample.
 
     ``defective`` equals ``clean`` outside ``mask`` bit for bit; ``mask`` is what generate_demo
@@ -246,9 +250,16 @@ def _readme(categories: tuple[str, ...], params: dict) -> str:
     return "\n".join(lines)
 
 
-def generate_demo(root: str | Path, categories=DEMO_CATEGORIES, *, image_size: int = 128,
-                  n_train: int = 24, n_test_good: int = 8, n_per_defect: int = 4,
-                  seed: int = 0) -> dict:
+def generate_demo(
+    root: str | Path,
+    categories=DEMO_CATEGORIES,
+    *,
+    image_size: int = 128,
+    n_train: int = 24,
+    n_test_good: int = 8,
+    n_per_defect: int = 4,
+    seed: int = 0,
+) -> dict:
     """Write the demo dataset to ``root`` (replacing it atomically) and return a count summary.
 
     Layout per category: ``train/good/NNN.png``, ``test/good/NNN.png``, ``test/<defect>/NNN.png``
@@ -257,8 +268,9 @@ def generate_demo(root: str | Path, categories=DEMO_CATEGORIES, *, image_size: i
     categories = tuple(categories)
     unknown = [c for c in categories if c not in DEMO_CATEGORIES]
     if unknown or not categories or len(set(categories)) != len(categories):
-        raise ValueError(f"categories must be distinct names from {DEMO_CATEGORIES}, "
-                         f"got {categories}")
+        raise ValueError(
+            f"categories must be distinct names from {DEMO_CATEGORIES}, got {categories}"
+        )
     if image_size < 32:
         raise ValueError(f"image_size must be >= 32, got {image_size}")
     if min(n_train, n_test_good, n_per_defect) < 1:
@@ -266,8 +278,13 @@ def generate_demo(root: str | Path, categories=DEMO_CATEGORIES, *, image_size: i
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
 
-    params = {"seed": seed, "image_size": image_size, "n_train": n_train,
-              "n_test_good": n_test_good, "n_per_defect": n_per_defect}
+    params = {
+        "seed": seed,
+        "image_size": image_size,
+        "n_train": n_train,
+        "n_test_good": n_test_good,
+        "n_per_defect": n_per_defect,
+    }
     summary: dict = {"root": str(Path(root)), **params, "categories": {}}
     with atomic_dir(root) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is an ordinary folder
@@ -278,11 +295,14 @@ def generate_demo(root: str | Path, categories=DEMO_CATEGORIES, *, image_size: i
                     _save_png(tmp / cat / split / "good" / f"{i:03d}.png", img)
             for defect in DEFECT_TYPES:
                 for i in range(n_per_defect):
-                    _, img, mask = make_defect_sample(cat, defect, i, image_size=image_size,
-                                                      seed=seed)
+                    _, img, mask = make_defect_sample(
+                        cat, defect, i, image_size=image_size, seed=seed
+                    )
                     _save_png(tmp / cat / "test" / defect / f"{i:03d}.png", img)
-                    _save_png(tmp / cat / "ground_truth" / defect / f"{i:03d}_mask.png",
-                              mask.astype(np.uint8) * 255)
+                    _save_png(
+                        tmp / cat / "ground_truth" / defect / f"{i:03d}_mask.png",
+                        mask.astype(np.uint8) * 255,
+                    )
             summary["categories"][cat] = {
                 "train": {"good": n_train},
                 "test": {"good": n_test_good, **{d: n_per_defect for d in DEFECT_TYPES}},

@@ -67,6 +67,7 @@ def _warn_orphan_masks(cat_dir: Path) -> None:
         return
     for mask in sorted(gt.glob("*/*_mask.png")):
         stem = mask.name[: -len("_mask.png")]
-        if not any((cat_dir / "test" / mask.parent.name / f"{stem}{s}").exists()
-                   for s in IMAGE_SUFFIXES):
+        if not any(
+            (cat_dir / "test" / mask.parent.name / f"{stem}{s}").exists() for s in IMAGE_SUFFIXES
+        ):
             log.warning("%s: mask without a matching test image (ignored)", mask)

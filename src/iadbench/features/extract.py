@@ -105,10 +105,15 @@ def extract_features(
 
     chunks: list[np.ndarray] = []
     paths = rows["image_path"].tolist()
-    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(
-        total=len(paths), desc=f"features {cfg.model} {category}/{split}", unit="img",
-        disable=None,
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        tqdm(
+            total=len(paths),
+            desc=f"features {cfg.model} {category}/{split}",
+            unit="img",
+            disable=None,
+        ) as bar,
+    ):
         for start in range(0, len(paths), batch_size):
             images = list(pool.map(load, paths[start : start + batch_size]))
             batch = _normalise(images, backbone.mean, backbone.std).to(dev)
@@ -127,8 +132,9 @@ def extract_features(
         "channels": int(features.shape[3]),
         "device": dev.type,
     }
-    index = rows[["sample_id", "category", "split", "label", "defect_type", "image_path",
-                  "mask_path"]]
+    index = rows[
+        ["sample_id", "category", "split", "label", "defect_type", "image_path", "mask_path"]
+    ]
     write_features(Path(npy_path), Path(index_path), index, meta, features)
     log.info("%s/%s: %s features -> %s", category, split, features.shape, npy_path)
     return meta

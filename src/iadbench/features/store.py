@@ -40,8 +40,9 @@ class FeatureSet:
     meta: dict
 
 
-def write_features(npy_path: Path, index_path: Path, index: pd.DataFrame, meta: dict,
-                   features: np.ndarray) -> None:
+def write_features(
+    npy_path: Path, index_path: Path, index: pd.DataFrame, meta: dict, features: np.ndarray
+) -> None:
     """Write the NPY and the index atomically; the index carries ``meta`` in its schema."""
     with atomic_path(npy_path) as tmp:
         with open(tmp, "wb") as fh:
@@ -67,8 +68,12 @@ def read_meta(index_path: Path) -> dict:
     return json.loads(metadata[META_KEY])
 
 
-def load_features(npy_path: str | Path, index_path: str | Path,
-                  expect_hash: str | None = None, check_finite: bool = True) -> FeatureSet:
+def load_features(
+    npy_path: str | Path,
+    index_path: str | Path,
+    expect_hash: str | None = None,
+    check_finite: bool = True,
+) -> FeatureSet:
     """Open a cached feature set, verifying its config hash, shape and values."""
     npy_path, index_path = Path(npy_path), Path(index_path)
     meta = read_meta(index_path)

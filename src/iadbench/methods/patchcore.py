@@ -73,8 +73,11 @@ class PatchCore(Method):
         n_keep = max(1, int(round(self.cfg["coreset"] * patches.shape[0])))
         if n_keep < patches.shape[0]:
             chosen = approximate_greedy_coreset(
-                patches, n_keep, projection_dim=int(self.cfg["projection_dim"]),
-                n_starts=int(self.cfg["n_starts"]), seed=self.seed,
+                patches,
+                n_keep,
+                projection_dim=int(self.cfg["projection_dim"]),
+                n_starts=int(self.cfg["n_starts"]),
+                seed=self.seed,
                 device=resolve_device(self.device),
             )
             bank = patches[chosen]
@@ -120,7 +123,8 @@ class PatchCore(Method):
             weight = 1.0
             if self.cfg["reweight_neighbors"]:
                 top = int(torch.argmax(patch))
-                weight = reweight(query[top], int(idx[top, 0]), bank,
-                                  int(self.cfg["reweight_neighbors"]))
+                weight = reweight(
+                    query[top], int(idx[top, 0]), bank, int(self.cfg["reweight_neighbors"])
+                )
             scores[i] = weight * float(maps[i].max())
         return scores, maps

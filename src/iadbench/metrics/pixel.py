@@ -9,7 +9,6 @@ Pixel metrics pool all pixels of all images given (normal images included), as t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -18,8 +17,8 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from .image import f1_max_from_pr
 
-Maps = Union[np.ndarray, Sequence[ArrayLike]]  # (N, H, W) array or list of (H, W) arrays
-Masks = Union[np.ndarray, Sequence[Union[ArrayLike, None]]]  # same; None = all-zero mask
+Maps = np.ndarray | Sequence[ArrayLike]  # (N, H, W) array or list of (H, W) arrays
+Masks = np.ndarray | Sequence[ArrayLike | None]  # same; None = all-zero mask
 _STRUCTURE_8 = np.ones((3, 3), dtype=int)  # 8-connectivity, as MVTec's official script
 
 
@@ -181,7 +180,7 @@ def _pro_curve(mask_list, map_list, fpr_limit: float | None):
             # Scores above the (k0+1)-th largest ok score have FPR <= limit; that score itself is
             # the first point past the limit. Lower scores cannot affect the integral.
             t_star = ok[n_ok - 1 - k0]
-            ok = ok[np.searchsorted(ok, t_star, side="left"):]
+            ok = ok[np.searchsorted(ok, t_star, side="left") :]
             lo = np.searchsorted(reg, t_star, side="left")
             reg, w = reg[lo:], w[lo:]
     thresholds = np.union1d(_unique_sorted(ok), _unique_sorted(reg))[::-1]  # descending
