@@ -34,8 +34,9 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, *args: str) -> str:
-    cmd = [
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    """The workflow on ``workdir/config.yaml``, run from this checkout's Snakefile."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -45,12 +46,12 @@ def snakemake(workdir: Path, *args: str) -> str:
         str(workdir),
         "--configfile",
         str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        "--resources",
-        "gpu=1",
         *args,
     ]
+
+
+def snakemake(workdir: Path, *args: str) -> str:
+    cmd = snakemake_cmd(workdir, "--cores", "2", "--resources", "gpu=1", *args)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -134,20 +135,7 @@ def test_invalid_config_fails_at_start_up_with_the_schema_error(tmp_path):
     bad = yaml.safe_load(yaml.safe_dump(TINY))
     bad["methods"]["pc"]["coreset"] = -0.1
     write_config(tmp_path, bad)
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(tmp_path / "config.yaml"),
-        "-n",
-        "--cores",
-        "1",
-    ]
+    cmd = snakemake_cmd(tmp_path, "-n", "--cores", "1")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "coreset" in proc.stdout + proc.stderr

@@ -9,8 +9,8 @@ anomalies. Because the defects are drawn at the final resolution, every ground-t
 mask are bit-identical to the clean image the defect was drawn on.
 
 Everything is seeded per (seed, category, split/defect, index), so the same seed gives
-byte-identical
-files and adding a category or images never changes the others. The tree is written atomically.
+byte-identical files and adding a category or images never changes the others. The tree is
+written atomically.
 """
 
 from __future__ import annotations

@@ -91,8 +91,11 @@ def load_features(
         raise CacheError(
             f"{npy_path}: shape {features.shape} does not match {len(index)} index rows"
         )
-    if check_finite and not np.isfinite(features).all():
-        bad = int(np.argmax(~np.isfinite(features).reshape(len(index), -1).all(axis=1)))
+    finite_rows = (
+        np.isfinite(features).reshape(len(index), -1).all(axis=1) if check_finite else None
+    )
+    if finite_rows is not None and not finite_rows.all():
+        bad = int(np.argmax(~finite_rows))
         raise CacheError(
             f"{npy_path}: contains NaN/Inf (first bad row {bad}: {index.iloc[bad]['sample_id']})"
         )

@@ -34,7 +34,7 @@ def random_projection(features: torch.Tensor, dim: int, seed: int) -> torch.Tens
 def _farthest_point_loop(
     points: torch.Tensor, min_dist: torch.Tensor, n: int, progress: bool
 ) -> torch.Tensor:
-    """Repeatedly take the point farthest from the selection; ``min_dist`` is updated in place.
+    """Repeatedly take the point farthest from the selection, starting from ``min_dist``.
 
     Squared distances are tracked (same argmax, no square root per step): the loop is bound by
     one (N, D) mat-vec per selected point.
