@@ -2,7 +2,9 @@
 import os
 import re
 
-from iadbench.config import check_references, method_datasets
+import pandas as pd
+
+from iadbench.config import check_references, cross_domain_pairs, method_datasets
 
 check_references(config)
 
@@ -28,9 +30,13 @@ def backbone_of(wildcards):
     return config["methods"][wildcards.method]["backbone"]
 
 
+def backbone_cfg(wildcards):
+    return config["backbones"][backbone_of(wildcards)]
+
+
 def geometry_of(dataset):
     d = config["datasets"][dataset]
-    return {"resize": d["resize"], "crop": d["crop"]}
+    return {"resize": d["resize"], "crop": d["crop"], "mask_threshold": d["mask_threshold"]}
 
 
 def geometry_cfg(wildcards):
@@ -48,12 +54,21 @@ def dataset_source(wildcards):
     return [os.path.join(d["root"], ".complete")] if "demo" in d else []
 
 
-def feature_file(kind, split):
+def categories_of(dataset):
+    """Listed categories, or (``categories: all``) those the manifest checkpoint discovered."""
+    listed = config["datasets"][dataset]["categories"]
+    if listed != "all":
+        return list(listed)
+    manifest = checkpoints.manifest.get(dataset=dataset).output[0]
+    return sorted(pd.read_parquet(manifest, columns=["category"])["category"].unique())
+
+
+def feature_file(kind, split, category="category"):
     def inner(wildcards):
         return "results/{dataset}/features/{backbone}/{category}/{split}.{kind}".format(
             dataset=wildcards.dataset,
             backbone=backbone_of(wildcards),
-            category=wildcards.category,
+            category=getattr(wildcards, category),
             split=split,
             kind=kind,
         )
@@ -61,19 +76,30 @@ def feature_file(kind, split):
     return inner
 
 
-def metric_targets():
+def result_cells():
+    """(method, dataset, category) for every result the config asks for."""
     return [
-        f"results/{d}/metrics/{m}/{c}.json"
+        (m, d, c)
         for m in METHODS
         for d in method_datasets(config, m)
-        for c in config["datasets"][d]["categories"]
+        for c in categories_of(d)
     ]
+
+
+def metric_targets(wildcards):
+    return [f"results/{d}/metrics/{m}/{c}.json" for m, d, c in result_cells()]
 
 
 def score_targets(kind):
-    return [
-        f"results/{d}/scores/{m}/{c}/{kind}"
-        for m in METHODS
-        for d in method_datasets(config, m)
-        for c in config["datasets"][d]["categories"]
-    ]
+    def inner(wildcards):
+        return [f"results/{d}/scores/{m}/{c}/{kind}" for m, d, c in result_cells()]
+
+    return inner
+
+
+def cross_cells():
+    return cross_domain_pairs(config, categories_of)
+
+
+def cross_domain_outputs():
+    return ["results/summary/cross_domain.csv"] if config.get("cross_domain") else []

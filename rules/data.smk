@@ -16,7 +16,7 @@ rule demo_dataset:
         "../workflow/scripts/demo_dataset.py"
 
 
-rule manifest:
+checkpoint manifest:
     input:
         dataset_source,
     output:

@@ -25,7 +25,7 @@ rule metrics:
 
 rule aggregate:
     input:
-        metrics=metric_targets(),
+        metrics=metric_targets,
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
         manifests=expand("results/{dataset}/manifest.parquet", dataset=DATASETS),
@@ -35,6 +35,7 @@ rule aggregate:
     params:
         dataset_names=DATASETS,
         datasets={d: geometry_of(d) for d in DATASETS},
+        grid=GRID,
         fpr_limit=config["fpr_limit"],
     log:
         "results/logs/aggregate.log",

@@ -361,7 +361,7 @@ def test_aupro_cflow200_degenerate_is_nan():
 KEYS = {
     "image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max",
     "aupro", "aupro_cflow200", "fpr_limit", "n_images", "n_anomalous", "n_normal",
-    "eval_height", "eval_width",
+    "n_pixel_images", "eval_height", "eval_width",
 }  # fmt: skip
 
 
@@ -375,6 +375,18 @@ def test_evaluate_category_full():
     assert row["pixel_auroc"] == pytest.approx(pixel_auroc(masks, maps))
     assert (row["n_images"], row["n_anomalous"], row["n_normal"]) == (3, 2, 1)
     assert (row["eval_height"], row["eval_width"], row["fpr_limit"]) == (7, 8, 0.3)
+
+
+def test_pixel_subset_limits_pixel_metrics_to_images_with_ground_truth():
+    masks, maps = random_case(8)
+    labels = (masks.reshape(len(masks), -1).max(axis=1) > 0).astype(int)
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    keep = np.array([True, False, True])
+    row = evaluate_category(labels, scores, masks, maps, pixel_subset=keep)
+    assert row["aupro"] == pytest.approx(aupro(masks[keep], maps[keep]))
+    assert row["pixel_auroc"] == pytest.approx(pixel_auroc(masks[keep], maps[keep]))
+    assert row["image_auroc"] == evaluate_category(labels, scores, masks, maps)["image_auroc"]
+    assert (row["n_images"], row["n_pixel_images"]) == (3, 2)
 
 
 def test_evaluate_category_without_anomalies_or_masks():

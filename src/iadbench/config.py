@@ -1,10 +1,24 @@
-"""Cross-references the JSON schema cannot express: names that must exist elsewhere in config."""
+"""Config checks the JSON schema cannot express, and the expansion of experiment grids.
+
+A method entry may carry ``grid: {<key>: [values...]}`` and/or a list of seeds
+(``seed: [0, 1, 2]``). :func:`expand_methods` turns it into one concrete entry per combination,
+named ``<base>+<key>=<label>+...``, so every grid cell is its own cached target and changing one
+cell's values reruns only that cell. The grid axes of each concrete entry are returned beside the
+config (not inside it) so the schema can validate the expanded entries unchanged.
+"""
 
 from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import yaml
 
 from iadbench.backbones.registry import REGISTRY
 from iadbench.errors import ConfigError
 from iadbench.methods import METHODS
+
+GRID_SEPARATOR = "+"
 
 
 def method_datasets(config: dict, method: str) -> list[str]:
@@ -12,16 +26,88 @@ def method_datasets(config: dict, method: str) -> list[str]:
     return list(config["methods"][method].get("datasets") or config["datasets"])
 
 
+def _label(value) -> str:
+    """Short, path-safe name of a grid value (a mapping is named by its ``mode``/``name``)."""
+    if isinstance(value, dict):
+        value = value.get("mode", value.get("name"))
+        if value is None:
+            raise ConfigError("a mapping in a grid needs a 'mode' or 'name' key to label it")
+    text = str(value)
+    if "/" in text or not text:
+        raise ConfigError(f"grid value {value!r} cannot be used in a file name")
+    return text
+
+
+def expand_methods(methods: dict) -> tuple[dict, dict]:
+    """Concrete method entries plus ``{name: {"base": ..., "axes": {...}}}`` for each of them."""
+    expanded: dict[str, dict] = {}
+    grid_info: dict[str, dict] = {}
+    for base, entry in methods.items():
+        entry = dict(entry)
+        grid = dict(entry.pop("grid", None) or {})
+        if isinstance(entry.get("seed"), list):
+            if "seed" in grid:
+                raise ConfigError(f"method {base!r}: seeds listed both in seed: and grid:")
+            grid["seed"] = entry.pop("seed")
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"method {base!r}: grid {key!r} must be a non-empty list")
+            if key in ("kind", "datasets", "grid"):
+                raise ConfigError(f"method {base!r}: {key!r} cannot be a grid axis")
+        keys = list(grid)
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            labels = [f"{k}={_label(v)}" for k, v in zip(keys, combo)]
+            name = GRID_SEPARATOR.join([base, *labels])
+            if name in expanded:
+                raise ConfigError(f"method {base!r}: grid produces the name {name!r} twice")
+            expanded[name] = {**entry, **dict(zip(keys, combo))}
+            grid_info[name] = {"base": base, "axes": {k: _label(v) for k, v in zip(keys, combo)}}
+    return expanded, grid_info
+
+
+def cross_domain_pairs(config: dict, categories_of) -> list[dict]:
+    """``cross_domain:`` entries as concrete (method, dataset, train, test) cells, in-domain kept.
+
+    ``categories_of(dataset)`` returns a dataset's category names (it may read the manifest).
+    """
+    cells = []
+    for spec in config.get("cross_domain") or []:
+        dataset = spec["dataset"]
+        methods = [m for m in config["methods"] if m == spec["method"]]
+        methods += [
+            m for m in config["methods"] if m.startswith(spec["method"] + GRID_SEPARATOR)
+        ]
+        if not methods:
+            raise ConfigError(f"cross_domain: unknown method {spec['method']!r}")
+        cats = categories_of(dataset)
+        pairs = spec.get("pairs", "all")
+        if pairs == "all":
+            pairs = [[a, b] for a in cats for b in cats]
+        for train, test in pairs:
+            for name in (train, test):
+                if name not in cats:
+                    raise ConfigError(
+                        f"cross_domain: category {name!r} is not in dataset {dataset!r}"
+                    )
+            for method in methods:
+                cells.append({"method": method, "dataset": dataset, "train": train, "test": test})
+    return cells
+
+
 def check_references(config: dict) -> None:
     """Fail at start-up, naming the entry, when a config refers to something unknown."""
-    roots: dict[str, str] = {}
+    demo_roots = {str(d["root"]): n for n, d in config["datasets"].items() if "demo" in d}
     for name, dataset in config["datasets"].items():
-        root = str(dataset["root"])
-        if root in roots:
-            raise ConfigError(f"datasets {roots[root]!r} and {name!r} share the root {root!r}")
-        roots[root] = name
+        owner = demo_roots.get(str(dataset["root"]), name)
+        if owner != name:
+            raise ConfigError(
+                f"datasets {owner!r} and {name!r} share the root {dataset['root']!r}, where "
+                f"{owner!r} generates its demo data"
+            )
         if not dataset.get("categories"):
             raise ConfigError(f"dataset {name!r}: no categories listed")
+        if "demo" in dataset and not isinstance(dataset["categories"], list):
+            raise ConfigError(f"dataset {name!r}: the generated demo needs a list of categories")
     for name, backbone in config["backbones"].items():
         if backbone["model"] not in REGISTRY:
             raise ConfigError(
@@ -42,3 +128,41 @@ def check_references(config: dict) -> None:
         for dataset in method_datasets(config, name):
             if dataset not in config["datasets"]:
                 raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
+    for spec in config.get("cross_domain") or []:
+        if spec["dataset"] not in config["datasets"]:
+            raise ConfigError(f"cross_domain: unknown dataset {spec['dataset']!r}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a mapping with the same key twice (YAML keeps the last)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"{loader.name}: line {key_node.start_mark.line + 1}: key {key!r} appears twice "
+                f"in one mapping (first at line {seen[key] + 1}); YAML would silently keep the "
+                f"last one"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping
+)
+
+
+def check_config_file(path: str | Path) -> None:
+    """Reject duplicate keys (e.g. two datasets with the same name) in a YAML config file."""
+    path = Path(path)
+    with path.open() as fh:
+        loader = _UniqueKeyLoader(fh)
+        loader.name = str(path)
+        try:
+            loader.get_single_data()
+        finally:
+            loader.dispose()

@@ -37,7 +37,11 @@ def make_demo(root: str | Path, demo_cfg: dict, categories: list[str]) -> dict:
 
 
 def make_manifest(dataset: str, dataset_cfg: dict, out: str | Path) -> pd.DataFrame:
-    """Build, validate and write ``results/{dataset}/manifest.parquet``."""
+    """Build, validate and write ``results/{dataset}/manifest.parquet``.
+
+    Masks that match no image are logged by the reader and kept in the Parquet file's metadata
+    (``frame.attrs["orphan_masks"]``), so they stay listed beside the data they were found with.
+    """
     frame = build_manifest(dataset, dataset_cfg)
     save_parquet(out, frame)
     return frame
@@ -127,21 +131,28 @@ def score_method(
     return table
 
 
-def _masks_for(table: pd.DataFrame, manifest: pd.DataFrame, geometry: Geometry) -> np.ndarray:
-    """Ground-truth masks at the evaluation resolution, in the score table's order."""
-    paths = manifest.set_index("sample_id").loc[table["sample_id"], "mask_path"].tolist()
-    masks = np.zeros((len(paths), geometry.crop, geometry.crop), dtype=bool)
-    for i, path in enumerate(paths):
+def _ground_truth(
+    table: pd.DataFrame, manifest: pd.DataFrame, geometry: Geometry, threshold: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks at the evaluation resolution in the score table's order, and which images have one.
+
+    Normal images count as all-zero ground truth; an anomalous image kept without a mask
+    (``note == "missing_mask"``) is excluded from pixel metrics instead of counted as normal.
+    """
+    rows = manifest.set_index("sample_id").loc[table["sample_id"]]
+    notes = rows["note"] if "note" in rows else pd.Series("", index=rows.index)
+    masks = np.zeros((len(rows), geometry.crop, geometry.crop), dtype=bool)
+    for i, path in enumerate(rows["mask_path"].tolist()):
         if isinstance(path, str):
-            masks[i] = geometry.mask(load_mask(path))
-    return masks
+            masks[i] = geometry.mask(load_mask(path, threshold))
+    return masks, (notes.fillna("") != "missing_mask").to_numpy()
 
 
 def provenance(wildcards, method_cfg: dict, state_dir: str | Path) -> dict:
-    """Which data, method config, backbone and weights produced a result."""
+    """Which data, method config, backbone, weights and fitted state produced a result."""
     state = json.loads((Path(state_dir) / "state.json").read_text())
     features = state.get("features") or {}
-    return {
+    record = {
         "dataset": wildcards.dataset,
         "method": wildcards.method,
         "category": wildcards.category,
@@ -151,7 +162,13 @@ def provenance(wildcards, method_cfg: dict, state_dir: str | Path) -> dict:
         "model": features.get("model"),
         "weights": features.get("weights"),
         "feature_config_hash": features.get("config_hash"),
+        "feature_dim": state.get("feature_dim"),
+        "fusion": state.get("fusion"),
+        "bank": state.get("bank"),
     }
+    if hasattr(wildcards, "train_category"):
+        record["train_category"] = wildcards.train_category
+    return record
 
 
 def compute_metrics(
@@ -167,17 +184,39 @@ def compute_metrics(
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
     geometry = geometry_of(dataset_cfg)
-    masks = _masks_for(table, pd.read_parquet(manifest), geometry)
+    masks, known = _ground_truth(
+        table, pd.read_parquet(manifest), geometry, int(dataset_cfg.get("mask_threshold", 0))
+    )
     result = evaluate_category(
         table["label"].to_numpy(),
         table["score"].to_numpy(),
         masks,
         np.asarray(maps_arr),
         fpr_limit=fpr_limit,
+        pixel_subset=known,
     )
     result = {"metrics": result, **provenance}
     save_json(out, result)
     return result
+
+
+def _describe(record: dict, grid: dict) -> dict:
+    """Columns that say which design choice a result row stands for (grid axes included)."""
+    cfg = record.get("method_config") or {}
+    fusion = record.get("fusion") or cfg.get("fusion") or "concat"
+    cell = grid.get(record["method"], {"base": record["method"], "axes": {}})
+    return {
+        "kind": record.get("kind"),
+        "base": cell["base"],
+        "grid": ";".join(f"{k}={v}" for k, v in cell["axes"].items()),
+        "backbone": record.get("backbone"),
+        "backbone_model": record.get("model"),
+        "weights": record.get("weights"),
+        "fusion": fusion.get("mode") if isinstance(fusion, dict) else fusion,
+        "feature_dim": record.get("feature_dim"),
+        "bank": record.get("bank") or cfg.get("bank"),
+        "seed": cfg.get("seed"),
+    }
 
 
 def aggregate(
@@ -189,8 +228,13 @@ def aggregate(
     csv_out: str | Path,
     md_out: str | Path,
     fpr_limit: float = 0.3,
+    grid: dict | None = None,
 ) -> pd.DataFrame:
-    """Per-category rows + macro mean + micro (pooled) rows -> CSV and Markdown."""
+    """Per-category rows + macro mean + micro (pooled) rows -> CSV and Markdown.
+
+    ``grid`` maps expanded method names to their base entry and grid axes (see
+    :func:`iadbench.config.expand_methods`); those become the ``base``/``grid`` columns.
+    """
     rows = []
     for path in metric_files:
         record = json.loads(Path(path).read_text())
@@ -199,8 +243,7 @@ def aggregate(
                 "dataset": record["dataset"],
                 "method": record["method"],
                 "category": record["category"],
-                "backbone": record.get("backbone"),
-                "weights": record.get("weights"),
+                **_describe(record, grid or {}),
                 **record["metrics"],
             }
         )
@@ -210,27 +253,75 @@ def aggregate(
     for i, row in enumerate(rows):
         groups.setdefault((row["dataset"], row["method"]), []).append(i)
     for (dataset, method), members in sorted(groups.items()):
-        tables = [pd.read_parquet(score_files[i]) for i in members]
-        geometry = geometry_of(dataset_cfgs[dataset])
+        cfg = dataset_cfgs[dataset]
+        geometry = geometry_of(cfg)
         manifest = pd.read_parquet(manifests[dataset])
-        micro = micro_metrics(
-            [t["label"].to_numpy() for t in tables],
-            [t["score"].to_numpy() for t in tables],
-            [_masks_for(t, manifest, geometry) for t in tables],
-            [np.load(map_files[i]) for i in members],
-            fpr_limit=fpr_limit,
-        )
+        labels, scores, masks, maps = [], [], [], []
+        for i in members:
+            table = pd.read_parquet(score_files[i])
+            truth, known = _ground_truth(
+                table, manifest, geometry, int(cfg.get("mask_threshold", 0))
+            )
+            labels.append(table["label"].to_numpy())
+            scores.append(table["score"].to_numpy())
+            masks.append(truth[known])
+            maps.append(np.load(map_files[i])[known])
+        micro = micro_metrics(labels, scores, masks, maps, fpr_limit=fpr_limit)
+        described = {k: rows[members[0]][k] for k in _describe({"method": method}, {})}
         micro_rows.append(
-            {
-                "dataset": dataset,
-                "method": method,
-                "category": "micro",
-                "backbone": rows[members[0]]["backbone"],
-                "weights": rows[members[0]]["weights"],
-                **micro,
-            }
+            {"dataset": dataset, "method": method, "category": "micro", **described, **micro}
         )
     summary = summarise(per_category, pd.DataFrame(micro_rows) if micro_rows else None)
     save_text(csv_out, summary.to_csv(index=False, float_format="%.6f"))
     save_text(md_out, to_markdown(summary))
     return summary
+
+
+def _patch_sample(npy: str | Path, index: str | Path, backbone_cfg: dict, dataset_cfg: dict):
+    features = _features(npy, index, backbone_cfg, dataset_cfg).features
+    return np.asarray(features, dtype=np.float32).reshape(-1, features.shape[-1])
+
+
+def feature_distance(
+    a: tuple[str | Path, str | Path],
+    b: tuple[str | Path, str | Path],
+    backbone_cfg: dict,
+    dataset_cfg: dict,
+    out: str | Path,
+    seed: int = 0,
+    max_samples: int = 2000,
+) -> dict:
+    """MMD, sliced Wasserstein and cosine distance between two training-patch distributions."""
+    from iadbench.metrics.domain import domain_distances
+
+    x = _patch_sample(*a, backbone_cfg, dataset_cfg)
+    y = _patch_sample(*b, backbone_cfg, dataset_cfg)
+    result = domain_distances(x, y, seed=seed, max_samples=max_samples)
+    save_json(out, result)
+    return result
+
+
+def cross_summary(
+    cells: list[dict], metric_files: list[str | Path], distance_files: list[str | Path], out
+) -> pd.DataFrame:
+    """One row per (method, train category, test category) with AUROCs and domain distances."""
+    rows = []
+    for cell, metrics_path, distance_path in zip(cells, metric_files, distance_files):
+        metrics = json.loads(Path(metrics_path).read_text())["metrics"]
+        distances = json.loads(Path(distance_path).read_text())
+        rows.append(
+            {
+                "dataset": cell["dataset"],
+                "method": cell["method"],
+                "train_category": cell["train"],
+                "test_category": cell["test"],
+                "in_domain": cell["train"] == cell["test"],
+                "image_auroc": metrics["image_auroc"],
+                "pixel_auroc": metrics["pixel_auroc"],
+                "aupro": metrics["aupro"],
+                **distances,
+            }
+        )
+    table = pd.DataFrame(rows)
+    save_text(out, table.to_csv(index=False, float_format="%.6f"))
+    return table

@@ -14,4 +14,5 @@ with logged(sm.log[0]):
         sm.output.csv,
         sm.output.md,
         fpr_limit=sm.params.fpr_limit,
+        grid=sm.params.grid,
     )

@@ -18,7 +18,8 @@ from .evaluate import evaluate_category
 from .pixel import Maps, Masks
 
 ID_COLS = ("dataset", "method", "category")
-INFO_COLS = ("fpr_limit", "n_images", "n_anomalous", "n_normal", "eval_height", "eval_width")
+COUNT_COLS = ("n_images", "n_anomalous", "n_normal", "n_pixel_images")
+INFO_COLS = ("fpr_limit", *COUNT_COLS, "eval_height", "eval_width", "feature_dim", "seed")
 MACRO, MICRO = "macro_mean", "micro"
 
 
@@ -47,7 +48,7 @@ def _common(series: pd.Series) -> Any:
 def _macro_row(group: pd.DataFrame, metric_cols: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {c: _common(group[c]) for c in group.columns}
     row.update(macro_mean(group, metric_cols))
-    for col in ("n_images", "n_anomalous", "n_normal"):
+    for col in COUNT_COLS:
         if col in group.columns:
             row[col] = int(pd.to_numeric(group[col]).sum())
     row["category"] = MACRO

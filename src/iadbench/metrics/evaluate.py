@@ -33,6 +33,7 @@ def evaluate_category(
     masks: Masks | None,
     maps: Maps | None,
     fpr_limit: float = 0.3,
+    pixel_subset: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Image and pixel metrics of one category's test set.
 
@@ -40,6 +41,8 @@ def evaluate_category(
     ``masks`` or ``maps`` None (no pixel ground truth / no maps) the pixel metrics are NaN.
     Metrics undefined for the data (a single class) are NaN, never a made-up number.
     ``eval_height``/``eval_width`` are the maps' size when all maps share it, else None.
+    ``pixel_subset`` (bool per image) limits pixel metrics to images whose ground truth is
+    known, e.g. anomalous images kept without a mask under ``allow_missing_masks``.
     """
     fpr_limit = _check_limit(fpr_limit)
     y, s = check_binary_scores(labels, image_scores, what="image_scores")
@@ -51,7 +54,12 @@ def evaluate_category(
     row.update(dict.fromkeys(PIXEL_KEYS, float("nan")))
     if maps is not None and len(maps) != len(y):
         raise ValueError(f"number of maps ({len(maps)}) != number of labels ({len(y)})")
+    n_pixel = int(y.size)
     if masks is not None and maps is not None:
+        if pixel_subset is not None:
+            keep = np.flatnonzero(np.asarray(pixel_subset, dtype=bool))
+            masks, maps = [masks[i] for i in keep], [maps[i] for i in keep]
+            n_pixel = int(keep.size)
         row.update(pixel_metrics(masks, maps, fpr_limit))
     height, width = _eval_size(maps)
     n_anomalous = int(y.sum())
@@ -60,6 +68,7 @@ def evaluate_category(
         n_images=int(y.size),
         n_anomalous=n_anomalous,
         n_normal=int(y.size) - n_anomalous,
+        n_pixel_images=n_pixel,
         eval_height=height,
         eval_width=width,
     )
