@@ -1,7 +1,7 @@
 # iadbench: manifest -> features -> fit -> score -> metrics -> summary -> report.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from iadbench.config import check_config_file, expand_methods
+from iadbench.config import check_config_file, prepare_config
 
 min_version("9.0")
 
@@ -12,12 +12,12 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-for path in workflow.config_settings.configfiles or ["config/config.yaml"]:
+CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or ["config/config.yaml"]
+for path in CONFIG_FILES:
     check_config_file(path)
-validate(config, "config/schema.yaml", set_default=True)
-# Grids and seed lists become one concrete method entry per cell; each is validated again.
-config["methods"], GRID = expand_methods(config["methods"])
-validate(config, "config/schema.yaml", set_default=True)
+# Defaults filled in; grids and seed lists become one validated method entry per cell.
+_concrete, GRID = prepare_config(config, workflow.source_path("config/schema.yaml"), CONFIG_FILES)
+config.update(_concrete)
 
 
 include: "rules/common.smk"

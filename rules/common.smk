@@ -4,9 +4,7 @@ import re
 
 import pandas as pd
 
-from iadbench.config import check_references, cross_domain_pairs, method_datasets
-
-check_references(config)
+from iadbench.config import cross_domain_pairs, method_datasets
 
 DATASETS = list(config["datasets"])
 BACKBONES = list(config["backbones"])

@@ -15,7 +15,8 @@ from iadbench.errors import ConfigError
 
 def test_seed_list_and_grid_expand_to_one_named_entry_per_cell():
     methods = {
-        "pc": {"kind": "patchcore", "backbone": "a", "seed": [0, 1], "grid": {"backbone": ["a", "b"]}},
+        "pc": {"kind": "patchcore", "backbone": "a", "seed": [0, 1],
+               "grid": {"backbone": ["a", "b"]}},
         "solo": {"kind": "patchcore", "backbone": "a", "seed": 3},
     }  # fmt: skip
     expanded, grid = expand_methods(methods)
@@ -59,7 +60,12 @@ def test_cross_domain_cells_cover_every_ordered_pair_and_every_grid_cell():
     }
     cells = cross_domain_pairs(config, lambda d: ["a", "b"])
     assert len(cells) == 2 * 4
-    assert {(c["train"], c["test"]) for c in cells} == {("a", "a"), ("a", "b"), ("b", "a"), ("b", "b")}
+    assert {(c["train"], c["test"]) for c in cells} == {
+        ("a", "a"),
+        ("a", "b"),
+        ("b", "a"),
+        ("b", "b"),
+    }
     assert {c["method"] for c in cells} == {"pc+seed=0", "pc+seed=1"}
     config["cross_domain"] = [{"method": "pc", "dataset": "d", "pairs": [["a", "zzz"]]}]
     with pytest.raises(ConfigError, match="'zzz'"):

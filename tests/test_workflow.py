@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import write_png
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +100,17 @@ def test_full_run_produces_summary_and_per_category_results(finished_run):
 
 
 @pytest.mark.e2e
+def test_two_runs_with_the_same_seeds_are_byte_identical(finished_run, tmp_path):
+    write_config(tmp_path, TINY)
+    snakemake(tmp_path)
+    outputs = ["results/summary/metrics.csv"] + [
+        f"results/demo/scores/pc/{cat}/scores.parquet" for cat in ("brick", "gravel")
+    ]
+    for name in outputs:
+        assert (tmp_path / name).read_bytes() == (finished_run / name).read_bytes(), name
+
+
+@pytest.mark.e2e
 def test_rerun_after_complete_run_schedules_nothing(finished_run):
     assert planned_rules(finished_run) == {}
 
@@ -128,6 +141,54 @@ def test_second_method_on_the_same_backbone_reuses_cached_features(finished_run)
         assert set(summary["method"]) == {"pc", "pc_full"}
     finally:
         write_config(finished_run, TINY)
+
+
+def write_tiny_tree(root: Path, categories: tuple[str, ...]) -> None:
+    """A miniature MVTec-layout tree of random 48 px images with square defects."""
+    rng = np.random.default_rng(1)
+    for cat in categories:
+        base = root / cat
+        for i in range(4):
+            write_png(
+                base / "train/good" / f"{i:03d}.png", rng.integers(0, 255, (48, 48, 3), np.uint8)
+            )
+        for i in range(2):
+            write_png(
+                base / "test/good" / f"{i:03d}.png", rng.integers(0, 255, (48, 48, 3), np.uint8)
+            )
+            img = rng.integers(0, 255, (48, 48, 3), np.uint8)
+            img[10:20, 10:20] = 255
+            write_png(base / "test/blob" / f"{i:03d}.png", img)
+            mask = np.zeros((48, 48), np.uint8)
+            mask[10:20, 10:20] = 255
+            write_png(base / "ground_truth/blob" / f"{i:03d}_mask.png", mask)
+
+
+@pytest.mark.e2e
+def test_discovered_categories_and_the_cross_domain_grid(tmp_path):
+    write_tiny_tree(tmp_path / "data", ("alpha", "beta"))
+    config = {
+        "datasets": {"tiny": {"root": "data", "categories": "all", "resize": 48, "crop": 48}},
+        "backbones": TINY["backbones"],
+        "methods": {"pc": {"kind": "patchcore", "backbone": "lite0", "coreset": 0.5}},
+        "cross_domain": [{"method": "pc", "dataset": "tiny"}],
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path)
+    summary = pd.read_csv(tmp_path / "results/summary/metrics.csv")
+    assert set(summary["category"]) == {"alpha", "beta", "macro_mean", "micro"}
+    cross = pd.read_csv(tmp_path / "results/summary/cross_domain.csv")
+    assert len(cross) == 4
+    assert set(zip(cross["train_category"], cross["test_category"])) == {
+        ("alpha", "alpha"), ("alpha", "beta"), ("beta", "alpha"), ("beta", "beta")
+    }  # fmt: skip
+    same = cross[cross["in_domain"]]
+    per_cat = summary[summary["average"] == "per_category"].set_index("category")
+    for row in same.itertuples():
+        assert row.image_auroc == pytest.approx(per_cat.loc[row.test_category, "image_auroc"])
+        assert row.mmd == pytest.approx(0.0, abs=1e-6)
+    assert (cross.loc[~cross["in_domain"], "mmd"] > 0).all()
+    assert planned_rules(tmp_path) == {}
 
 
 @pytest.mark.e2e

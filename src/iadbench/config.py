@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from iadbench.backbones.registry import REGISTRY
@@ -19,6 +20,40 @@ from iadbench.errors import ConfigError
 from iadbench.methods import METHODS
 
 GRID_SEPARATOR = "+"
+
+
+def validate_schema(config: dict, schema_path: str | Path, sources: list[str]) -> None:
+    """Check ``config`` against the JSON schema and fill in its defaults.
+
+    The error names the config file(s) and the offending key path in one line, instead of
+    the schema dump a bare validator prints.
+    """
+    from snakemake.utils import validate
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(config)
+    )
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{', '.join(map(str, sources))}: {where}: {error.message}")
+    validate(config, str(schema_path), set_default=True)
+
+
+def prepare_config(config: dict, schema_path: str | Path, sources: list[str]) -> tuple[dict, dict]:
+    """Validate, fill defaults, expand grids, re-validate every cell, check cross-references.
+
+    Returns the concrete config and the grid description from :func:`expand_methods`.
+    """
+    validate_schema(config, schema_path, sources)
+    config = {**config}
+    try:
+        config["methods"], grid = expand_methods(config["methods"])
+        check_references(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{', '.join(map(str, sources))}: {exc}") from None
+    validate_schema(config, schema_path, sources)
+    return config, grid
 
 
 def method_datasets(config: dict, method: str) -> list[str]:
@@ -74,9 +109,7 @@ def cross_domain_pairs(config: dict, categories_of) -> list[dict]:
     for spec in config.get("cross_domain") or []:
         dataset = spec["dataset"]
         methods = [m for m in config["methods"] if m == spec["method"]]
-        methods += [
-            m for m in config["methods"] if m.startswith(spec["method"] + GRID_SEPARATOR)
-        ]
+        methods += [m for m in config["methods"] if m.startswith(spec["method"] + GRID_SEPARATOR)]
         if not methods:
             raise ConfigError(f"cross_domain: unknown method {spec['method']!r}")
         cats = categories_of(dataset)
@@ -151,9 +184,7 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
     return loader.construct_mapping(node, deep=deep)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def check_config_file(path: str | Path) -> None:
