@@ -17,3 +17,11 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path, capsys):
     )
     assert code == 2
     assert "dataset root does not exist" in capsys.readouterr().err
+
+
+def test_cli_manifest_discovers_all_categories_by_default(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "d"), "--categories", "brick", "gravel"]) == 0
+    out = tmp_path / "m.parquet"
+    assert main(["manifest", str(tmp_path / "d"), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "brick" in printed and "gravel" in printed

@@ -90,7 +90,7 @@ def test_mask_without_image_warns(tiny_mvtec, caplog):
     with caplog.at_level(logging.WARNING):
         frame = build_manifest("tiny", cfg(tiny_mvtec))
     assert len(frame) == 7
-    assert "009_mask.png: mask without a matching test image" in caplog.text
+    assert "009_mask.png: mask without a matching image" in caplog.text
 
 
 def test_real_mvtec_bottle_manifest(shared_mvtec):

@@ -22,12 +22,18 @@ def _demo(args: argparse.Namespace) -> None:
 def _manifest(args: argparse.Namespace) -> None:
     from iadbench.pipeline import make_manifest
 
-    frame = make_manifest(
-        args.name,
-        {"layout": args.layout, "root": args.root, "categories": args.categories},
-        args.out,
-    )
+    categories = args.categories or ["all"]
+    cfg = {
+        "layout": args.layout,
+        "root": args.root,
+        "categories": "all" if categories == ["all"] else categories,
+        "mask_threshold": args.mask_threshold,
+        "allow_missing_masks": args.allow_missing_masks,
+    }
+    frame = make_manifest(args.name, cfg, args.out)
     print(frame.groupby(["category", "split", "defect_type"]).size().to_string())
+    for path in frame.attrs.get("orphan_masks", []):
+        print(f"warning: mask without an image: {path}", file=sys.stderr)
 
 
 def _backbones(_: argparse.Namespace) -> None:
@@ -48,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     man = sub.add_parser("manifest", help="read a dataset layout into a manifest Parquet")
     man.add_argument("root")
     man.add_argument("out")
-    man.add_argument("--categories", nargs="+", required=True)
-    man.add_argument("--layout", default="mvtec")
+    man.add_argument("--categories", nargs="+", help="category names, or 'all' (default)")
+    man.add_argument("--layout", default="mvtec", help="mvtec, mpdd, btad or visa")
+    man.add_argument("--mask-threshold", type=int, default=0)
+    man.add_argument("--allow-missing-masks", action="store_true")
     man.add_argument("--name", default="dataset")
     man.set_defaults(func=_manifest)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=_backbones)

@@ -1,7 +1,10 @@
-"""Image and mask reading plus the geometric transform shared by features and evaluation.
+"""Image and mask files: finding and checking them, reading them, and the shared geometry.
 
 The same :class:`Geometry` is applied to images (before the backbone) and to ground-truth masks
 (before metrics), so maps and masks are always pixel-aligned at the evaluation resolution.
+
+The checks here run once, when the manifest is built, so that a bad file fails there with its
+name rather than hours later inside feature extraction or evaluation.
 """
 
 from __future__ import annotations
@@ -12,23 +15,108 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from iadbench.errors import DataError
+from iadbench.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+
+def require_utf8(path: str | Path) -> Path:
+    """Reject names that are not valid UTF-8 (surrogate escapes): Parquet stores UTF-8 text."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(
+            repr(str(path)), "file name is not valid UTF-8; rename it (paths are stored as text)"
+        ) from None
+    return Path(path)
+
+
+def image_file(path: str | Path) -> Path:
+    """A path listed as an image or mask: readable name, supported type, not a broken link."""
+    path = require_utf8(path)
+    if path.is_symlink() and not path.exists():
+        raise DataError(path, "broken symlink")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise DataError(
+            path, f"unsupported file type {path.suffix!r} (images: {', '.join(IMAGE_SUFFIXES)})"
+        )
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted; anything else there is an error.
+
+    Hidden files (``.DS_Store``...) are ignored; a subfolder or a non-image file is not, because
+    skipping it silently could drop samples.
+    """
+    images = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            raise DataError(require_utf8(path), "unexpected folder inside an image folder")
+        images.append(image_file(path))
+    return images
+
+
+def dataset_root(cfg: dict) -> Path:
+    """The ``root`` of a dataset config entry, which must be an existing folder."""
+    if "root" not in cfg:
+        raise ConfigError("dataset config has no 'root'")
+    root = Path(cfg["root"])
+    if not root.is_dir():
+        raise DataError(root, "dataset root does not exist or is not a directory")
+    return root
+
+
+def mask_threshold(cfg: dict) -> int:
+    """The dataset's ``mask_threshold`` (default 0): mask pixels above it are defect."""
+    value = cfg.get("mask_threshold", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"mask_threshold must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "broken symlink" if path.is_symlink() else "file does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(path, "file is empty (0 bytes)")
+    return path
 
 
 def _open(path: str | Path) -> Image.Image:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise DataError(path, "file is empty (0 bytes)")
+    path = _existing(path)
     try:
         img = Image.open(path)
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except _DECODE_ERRORS as exc:
         raise DataError(path, f"cannot decode image ({exc})") from exc
     return img
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image after checking the whole file is there and readable.
+
+    A header read alone passes truncated files. PNG is checked with ``verify()`` (walks every
+    chunk and its CRC, no inflating: ~1.5 ms for 900x900 against ~35 ms for a decode); JPEG is
+    decoded in draft mode at 1/8 scale (still reads every byte); other formats are decoded.
+    """
+    path = _existing(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if img.format == "PNG":
+                img.verify()
+            else:
+                if img.format == "JPEG":
+                    img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+                img.load()
+    except _DECODE_ERRORS as exc:
+        raise DataError(path, f"cannot decode image ({exc})") from exc
+    return height, width
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -49,19 +137,6 @@ def load_mask(path: str | Path, threshold: int = 0) -> np.ndarray:
     if arr.ndim != 2:
         raise DataError(path, f"mask must be single-channel, got shape {arr.shape}")
     return arr > threshold
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding pixels."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file does not exist")
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(path, f"cannot read image header ({exc})") from exc
-    return height, width
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,41 @@
-"""Registry of dataset layout readers: ``layout:`` config value -> row generator."""
+"""Registry of dataset layouts: ``layout:`` config value -> reader.
+
+A layout answers three questions about the dataset a config entry describes: which categories
+are on disk (``discover``, for ``categories: all``), what the samples of some categories are
+(``read``, one manifest row per sample), and which files on disk are masks (``mask_files``, so
+masks that no sample uses can be reported).
+"""
 
 from __future__ import annotations
 
-from iadbench.data.mvtec import read_mvtec
+from collections.abc import Iterator
+from typing import Protocol
 
-LAYOUTS = {
-    "mvtec": read_mvtec,
+from iadbench.data import folder, visa
+from iadbench.data.btad import BTAD
+from iadbench.data.mvtec import MVTEC
+from iadbench.errors import ConfigError
+
+
+class Layout(Protocol):
+    def discover(self, cfg: dict) -> list[str]: ...
+
+    def read(self, cfg: dict, categories: list[str]) -> Iterator[dict]: ...
+
+    def mask_files(self, cfg: dict, categories: list[str]) -> list[str]: ...
+
+
+LAYOUTS: dict[str, Layout] = {
+    "mvtec": MVTEC,
+    "mpdd": MVTEC,  # MPDD ships the MVTec AD tree unchanged
+    "btad": BTAD,
+    "visa": visa,
+    "folder": folder,
 }
+
+
+def get_layout(name: str) -> Layout:
+    """The layout registered under ``name``; an unknown name lists the known ones."""
+    if name not in LAYOUTS:
+        raise ConfigError(f"unknown layout {name!r} (known: {', '.join(sorted(LAYOUTS))})")
+    return LAYOUTS[name]
