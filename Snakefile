@@ -45,4 +45,5 @@ rule all:
     default_target: True
     input:
         rules.aggregate.output,
+        rules.report.output.html,
         cross_domain_outputs(),

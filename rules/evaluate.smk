@@ -47,3 +47,49 @@ rule aggregate:
         runtime=30,
     script:
         "../workflow/scripts/aggregate.py"
+
+
+def report_items(wildcards):
+    """What the report reads for each result: score table, maps, manifest and geometry."""
+    return [
+        {
+            "dataset": d,
+            "method": m,
+            "category": c,
+            "scores": f"results/{d}/scores/{m}/{c}/scores.parquet",
+            "maps": f"results/{d}/scores/{m}/{c}/maps.npy",
+            "manifest": f"results/{d}/manifest.parquet",
+            **geometry_of(d),
+        }
+        for m, d, c in result_cells()
+    ]
+
+
+rule report:
+    input:
+        unpack(
+            lambda wc: {"cross_domain": "results/summary/cross_domain.csv"}
+            if config.get("cross_domain")
+            else {}
+        ),
+        summary=rules.aggregate.output.csv,
+        scores=score_targets("scores.parquet"),
+        maps=score_targets("maps.npy"),
+        manifests=expand("results/{dataset}/manifest.parquet", dataset=DATASETS),
+        references=os.path.join(workflow.basedir, "config", "references.yaml"),
+    output:
+        html="results/summary/report.html",
+        figures=directory("results/summary/report_figures"),
+    params:
+        score_items=report_items,
+        title="iadbench results",
+    log:
+        "results/logs/report.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/report.py"

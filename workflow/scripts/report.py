@@ -1,0 +1,16 @@
+"""Snakemake entry: the HTML report (tables, figures, published references) of all results."""
+
+from iadbench.logs import logged
+from iadbench.report import build_report
+
+sm = snakemake  # noqa: F821
+with logged(sm.log[0]):
+    build_report(
+        sm.input.summary,
+        sm.output.html,
+        sm.output.figures,
+        score_items=sm.params.score_items,
+        cross_domain_csv=sm.input.get("cross_domain"),
+        references=sm.input.get("references"),
+        title=sm.params.get("title", "iadbench results"),
+    )
