@@ -21,6 +21,7 @@ import pytest
 import yaml
 from conftest import write_png
 
+from iadbench.backbones import spec_for
 from iadbench.backbones.weights import resolve_weights
 from iadbench.config import check_config_file, prepare_config
 from iadbench.errors import CacheError, ConfigError, DataError, WeightsError
@@ -335,7 +336,7 @@ def test_bad_config_is_rejected_at_start_up_naming_file_and_key(name, tmp_path):
 
 def test_missing_weights_file_names_the_path():
     with pytest.raises(WeightsError, match="/no/such/weights.pth"):
-        resolve_weights("/no/such/weights.pth", "resnet18.tv_in1k", None)
+        resolve_weights("/no/such/weights.pth", spec_for("resnet18"))
 
 
 # ------------------------------------------------------------------ cache and write cases

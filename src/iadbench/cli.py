@@ -40,7 +40,10 @@ def _backbones(_: argparse.Namespace) -> None:
     from iadbench.backbones import REGISTRY
 
     for name, spec in sorted(REGISTRY.items()):
-        print(f"{name:20s} timm={spec.timm_name:28s} layers={list(spec.default_layers)}")
+        print(
+            f"{name:22s} {spec.family:5s} {spec.library}:{spec.library_name}.{spec.default_tag}"
+            f" layers={list(spec.default_layers)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

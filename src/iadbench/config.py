@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from iadbench.backbones.registry import REGISTRY
+from iadbench.backbones.registry import REGISTRY, resolve_layers
 from iadbench.errors import ConfigError
 from iadbench.methods import METHODS
 
@@ -146,6 +146,11 @@ def check_references(config: dict) -> None:
             raise ConfigError(
                 f"backbone {name!r}: unknown model {backbone['model']!r} "
                 f"(registered: {', '.join(sorted(REGISTRY))})"
+            )
+        layers = resolve_layers(backbone["model"], backbone.get("layers"))
+        if backbone.get("dim") is not None and backbone["dim"] < len(layers):
+            raise ConfigError(
+                f"backbone {name!r}: dim {backbone['dim']} is smaller than its {len(layers)} taps"
             )
     for name, method in config["methods"].items():
         if method["kind"] not in METHODS:

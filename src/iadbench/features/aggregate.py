@@ -1,9 +1,11 @@
 """PatchCore's locally aware patch features, built from several backbone taps.
 
 Each tap is average-pooled over a ``patch_size`` neighbourhood (stride 1, so the grid keeps its
-size), deeper taps are bilinearly upsampled to the shallowest tap's grid, channels are
-concatenated, and optionally reduced to ``dim`` channels by adaptive average pooling over the
-channel axis (the official implementation's "MeanMapper" reduction).
+size), bilinearly resized to the first tap's grid (the finest: taps come in depth order; ViT taps
+already share one grid) and optionally reduced along channels by adaptive average pooling (the
+official implementation's "MeanMapper"). Reduction is per tap, each tap keeping a share of
+``dim`` proportional to its channels, so the concatenated vector stays a sequence of separable
+per-tap blocks whose widths are :func:`layer_shares` — what layer fusion slices by.
 """
 
 from __future__ import annotations
@@ -12,15 +14,38 @@ import torch
 import torch.nn.functional as F
 
 
+def layer_shares(channels: list[int], dim: int | None = None) -> list[int]:
+    """Channels each tap keeps: all of them, or shares of ``dim`` proportional to ``channels``.
+
+    Largest-remainder rounding, so the shares sum to ``dim`` exactly; every tap keeps at least
+    one channel, hence ``dim`` must be at least the number of taps.
+    """
+    if dim is None:
+        return list(channels)
+    if dim < len(channels):
+        raise ValueError(f"dim {dim} is smaller than the number of taps ({len(channels)})")
+    total = sum(channels)
+    shares = [dim * c // total for c in channels]
+    by_remainder = sorted(range(len(channels)), key=lambda i: -(dim * channels[i] % total))
+    for i in by_remainder[: dim - sum(shares)]:
+        shares[i] += 1
+    for i, share in enumerate(shares):
+        if share == 0:
+            shares[shares.index(max(shares))] -= 1
+            shares[i] = 1
+    return shares
+
+
 def aggregate_patches(
     taps: list[torch.Tensor], patch_size: int = 3, dim: int | None = None
 ) -> torch.Tensor:
-    """(B, C_i, H_i, W_i) per tap -> (B, H_0, W_0, C) patch features on the finest tap's grid."""
+    """(B, C_i, H_i, W_i) per tap -> (B, H_0, W_0, sum of shares) on the first tap's grid."""
     if not taps:
         raise ValueError("no feature taps to aggregate")
     height, width = taps[0].shape[-2:]
+    shares = layer_shares([t.shape[1] for t in taps], dim)
     parts = []
-    for tap in taps:
+    for tap, share in zip(taps, shares):
         tap = tap.float()
         if patch_size > 1:
             tap = F.avg_pool2d(
@@ -28,9 +53,9 @@ def aggregate_patches(
             )
         if tap.shape[-2:] != (height, width):
             tap = F.interpolate(tap, size=(height, width), mode="bilinear", align_corners=False)
+        tap = tap.permute(0, 2, 3, 1)
+        if share != tap.shape[-1]:
+            b, h, w, c = tap.shape
+            tap = F.adaptive_avg_pool1d(tap.reshape(b * h * w, 1, c), share).reshape(b, h, w, share)
         parts.append(tap)
-    feats = torch.cat(parts, dim=1).permute(0, 2, 3, 1)
-    if dim is not None and dim != feats.shape[-1]:
-        b, h, w, c = feats.shape
-        feats = F.adaptive_avg_pool1d(feats.reshape(b * h * w, 1, c), dim).reshape(b, h, w, dim)
-    return feats.contiguous()
+    return torch.cat(parts, dim=-1).contiguous()

@@ -12,40 +12,51 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from iadbench.backbones import load_backbone
-from iadbench.backbones.registry import spec_for
-from iadbench.backbones.weights import resolve_weights
+from iadbench.backbones import load_backbone, resolve_layers, resolve_weights, spec_for
+from iadbench.backbones.loader import Preprocessing
 from iadbench.data.images import Geometry, load_image
 from iadbench.device import resolve_device
-from iadbench.errors import CacheError
-from iadbench.features.aggregate import aggregate_patches
+from iadbench.errors import CacheError, ConfigError
+from iadbench.features.aggregate import aggregate_patches, layer_shares
 from iadbench.features.store import config_hash, write_features
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: ViT/CLIP families, resolved tap indices, per-tap ``dim`` reduction, ``layer_dims`` in meta.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Everything that determines the bytes of a feature file (hence its cache key)."""
+    """Everything that determines the bytes of a feature file (hence its cache key).
+
+    ``layers`` may be given as in config (None for the registry default, negative indices,
+    ``"lastN"``); it is stored resolved, so equivalent spellings share one cache entry.
+    """
 
     model: str
     weights: str = "pretrained"
-    layers: tuple[int, ...] = ()
+    layers: tuple[int, ...] | list[int] | str | None = None
     patch_size: int = 3
     dim: int | None = None
     seed: int = 0
     geometry: Geometry = field(default_factory=Geometry)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", resolve_layers(self.model, self.layers))
+        if self.dim is not None and self.dim < len(self.layers):
+            raise ConfigError(
+                f"backbone {self.model!r}: dim {self.dim} is smaller than the number of taps "
+                f"{list(self.layers)}; each tap keeps at least one channel"
+            )
+
     @classmethod
     def from_config(cls, backbone: dict, geometry: dict) -> FeatureConfig:
         """Build from a ``backbones:`` entry and a dataset's ``resize``/``crop``."""
-        layers = tuple(backbone.get("layers") or spec_for(backbone["model"]).default_layers)
         return cls(
             model=backbone["model"],
             weights=str(backbone.get("weights", "pretrained")),
-            layers=layers,
+            layers=backbone.get("layers"),
             patch_size=int(backbone.get("patch_size", 3)),
             dim=backbone.get("dim"),
             seed=int(backbone.get("seed", 0)),
@@ -55,11 +66,13 @@ class FeatureConfig:
     def identity(self) -> dict:
         """JSON-able description including the resolved weights' content digest."""
         spec = spec_for(self.model)
-        weights = resolve_weights(self.weights, spec.timm_name, spec.package_weights)
+        weights = resolve_weights(self.weights, spec)
         return {
             "format": FORMAT_VERSION,
             "model": self.model,
-            "timm_name": spec.timm_name,
+            "family": spec.family,
+            "library": spec.library,
+            "library_name": spec.library_name,
             "weights": weights.identity,
             "layers": list(self.layers),
             "patch_size": self.patch_size,
@@ -73,10 +86,10 @@ class FeatureConfig:
         return config_hash(self.identity())
 
 
-def _normalise(images: list[np.ndarray], mean, std) -> torch.Tensor:
+def _normalise(images: list[np.ndarray], preprocessing: Preprocessing) -> torch.Tensor:
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    mean_t = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
     return (batch - mean_t) / std_t
 
 
@@ -104,6 +117,7 @@ def extract_features(
         return geometry.image(load_image(path))
 
     chunks: list[np.ndarray] = []
+    layer_dims: list[int] = []
     paths = rows["image_path"].tolist()
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
@@ -116,8 +130,10 @@ def extract_features(
     ):
         for start in range(0, len(paths), batch_size):
             images = list(pool.map(load, paths[start : start + batch_size]))
-            batch = _normalise(images, backbone.mean, backbone.std).to(dev)
-            feats = aggregate_patches(backbone.taps(batch), cfg.patch_size, cfg.dim)
+            batch = _normalise(images, backbone.preprocessing).to(dev)
+            taps = backbone.taps(batch)
+            layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
+            feats = aggregate_patches(taps, cfg.patch_size, cfg.dim)
             chunks.append(feats.cpu().numpy().astype(np.float16))
             bar.update(len(images))
     features = np.concatenate(chunks)
@@ -130,6 +146,8 @@ def extract_features(
         "split": split,
         "grid": list(features.shape[1:3]),
         "channels": int(features.shape[3]),
+        "layer_dims": layer_dims,
+        "model_input": list(backbone.preprocessing.input_size or (geometry.crop, geometry.crop)),
         "device": dev.type,
     }
     index = rows[

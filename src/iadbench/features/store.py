@@ -5,6 +5,11 @@ index holds one row per image (same order as the NPY) and, in its schema metadat
 extraction config and weights identity. :func:`load_features` refuses a cache whose config hash
 differs from the one the caller expects, so features from another backbone config are never
 silently reused.
+
+Besides the extraction identity (``model``, ``family``, ``library_name``, ``weights``, resolved
+``layers``, ``patch_size``, ``dim``, geometry), the metadata records ``grid`` and ``channels`` of
+the stored array, ``layer_dims`` (the channel width of each tap's block, in tap order, summing to
+``channels``) and ``model_input`` (the image size the model actually saw).
 """
 
 from __future__ import annotations

@@ -1,0 +1,154 @@
+"""Build a registered backbone: library model, its weights, its preprocessing, its taps.
+
+Mean/std and the native input size come from the library's own config for the weights' tag
+(timm ``resolve_data_config``, open_clip ``visual.preprocess_cfg``), never from constants here.
+CNNs take the evaluation image as it is; ViT and CLIP models have fixed position embeddings, so
+:meth:`LoadedBackbone.taps` resizes the batch (bilinear) to their native size when it differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from iadbench.backbones.registry import BackboneSpec, resolve_layers, spec_for
+from iadbench.backbones.weights import (
+    ResolvedWeights,
+    fit_state_dict,
+    read_state_dict,
+    resolve_weights,
+)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects: normalisation and, for fixed-size models, the input size."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int] | None  # None: any size (CNNs)
+
+
+@dataclass
+class LoadedBackbone:
+    """A ready model plus what feature extraction needs to feed it and to label its output."""
+
+    name: str
+    family: str
+    model: torch.nn.Module
+    layers: tuple[int, ...]
+    preprocessing: Preprocessing
+    weights: ResolvedWeights
+
+    @torch.no_grad()
+    def taps(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """(B, C_i, h_i, w_i) per tap, in tap order, for a normalised (B, 3, H, W) batch."""
+        size = self.preprocessing.input_size
+        if size is not None and tuple(batch.shape[-2:]) != size:
+            batch = F.interpolate(
+                batch, size=size, mode="bilinear", align_corners=False, antialias=True
+            )
+        out = self.model.forward_intermediates(
+            batch, indices=list(self.layers), stop_early=True, intermediates_only=True
+        )
+        return out["image_intermediates"] if self.family == "clip" else out
+
+
+class _DropMessage(logging.Filter):
+    """Hide one misleading library log line (weights are loaded after construction)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _build_timm(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preprocessing]:
+    import timm  # heavy (imports torchvision); only feature extraction needs it
+
+    kwargs: dict = {}
+    if spec.img_size is not None:
+        size = spec.img_size
+        kwargs = {"img_size": size, "pretrained_cfg_overlay": {"input_size": (3, size, size)}}
+    model = timm.create_model(f"{spec.library_name}.{tag}", pretrained=False, **kwargs)
+    data = timm.data.resolve_data_config({}, model=model)
+    input_size = tuple(data["input_size"][1:]) if spec.family == "vit" else None
+    return model, Preprocessing(tuple(data["mean"]), tuple(data["std"]), input_size)
+
+
+def _build_clip(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preprocessing]:
+    """The image tower only, with the tag's activation (OpenAI's QuickGELU) and mean/std."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.library_name, tag)
+    quiet = _DropMessage("No pretrained weights loaded")
+    logging.getLogger().addFilter(quiet)
+    try:
+        model = open_clip.create_model(
+            spec.library_name,
+            pretrained=None,
+            force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+            force_preprocess_cfg={k: cfg[k] for k in ("mean", "std") if k in cfg},
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    visual = model.visual
+    pp = visual.preprocess_cfg
+    size = pp["size"] if isinstance(pp["size"], (tuple, list)) else (pp["size"], pp["size"])
+    return visual, Preprocessing(tuple(pp["mean"]), tuple(pp["std"]), tuple(size))
+
+
+def _prepare_state(spec: BackboneSpec, state: dict, model: torch.nn.Module) -> dict:
+    """Bring a checkpoint into the built module's layout (the library's own conversions)."""
+    if spec.family == "clip" and any(k.startswith("visual.") for k in state):
+        return {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+    if spec.family == "vit":
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        return checkpoint_filter_fn(state, model)  # e.g. DINOv2's 37x37 position grid -> 16x16
+    return state
+
+
+def build_model(
+    spec: BackboneSpec, weights: ResolvedWeights, seed: int = 0
+) -> tuple[torch.nn.Module, Preprocessing]:
+    """The full library model (CLIP: image tower) in eval mode, with ``weights`` loaded.
+
+    Random initialisation is seeded without disturbing the caller's global RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        build = _build_clip if spec.family == "clip" else _build_timm
+        model, preprocessing = build(spec, weights.tag)
+    if weights.path is not None:
+        state = _prepare_state(spec, read_state_dict(weights.path), model)
+        fit_state_dict(model, state, weights.path)
+    return model.eval(), preprocessing
+
+
+def load_backbone(
+    name: str,
+    weights: str = "pretrained",
+    layers: list[int] | tuple[int, ...] | str | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> LoadedBackbone:
+    """Build a registered backbone, cut after its deepest tap, ready for ``taps``."""
+    spec = spec_for(name)
+    taps = resolve_layers(name, layers)
+    resolved = resolve_weights(weights, spec)
+    model, preprocessing = build_model(spec, resolved, seed)
+    model.prune_intermediate_layers(indices=list(taps), prune_head=True)
+    return LoadedBackbone(
+        name=name,
+        family=spec.family,
+        model=model.to(device),
+        layers=taps,
+        preprocessing=preprocessing,
+        weights=resolved,
+    )
