@@ -17,7 +17,7 @@ import yaml
 
 from iadbench.backbones.registry import REGISTRY, resolve_layers
 from iadbench.errors import ConfigError
-from iadbench.methods import METHODS
+from iadbench.methods import METHODS, build_method
 
 GRID_SEPARATOR = "+"
 
@@ -166,6 +166,10 @@ def check_references(config: dict) -> None:
         for dataset in method_datasets(config, name):
             if dataset not in config["datasets"]:
                 raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
+        try:
+            build_method(method)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"method {name!r}: {exc}") from None
     for spec in config.get("cross_domain") or []:
         if spec["dataset"] not in config["datasets"]:
             raise ConfigError(f"cross_domain: unknown dataset {spec['dataset']!r}")

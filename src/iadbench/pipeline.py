@@ -163,8 +163,8 @@ def provenance(wildcards, method_cfg: dict, state_dir: str | Path) -> dict:
         "weights": features.get("weights"),
         "feature_config_hash": features.get("config_hash"),
         "feature_dim": state.get("feature_dim"),
-        "fusion": state.get("fusion"),
-        "bank": state.get("bank"),
+        "fusion": (state.get("fusion") or {}).get("mode"),
+        "bank": (state.get("bank") or {}).get("kind"),
     }
     if hasattr(wildcards, "train_category"):
         record["train_category"] = wildcards.train_category

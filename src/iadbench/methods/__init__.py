@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from iadbench.errors import ConfigError
 from iadbench.methods.base import Method
+from iadbench.methods.padim import Padim
 from iadbench.methods.patchcore import PatchCore
 
-METHODS: dict[str, type[Method]] = {cls.kind: cls for cls in (PatchCore,)}
+METHODS: dict[str, type[Method]] = {cls.kind: cls for cls in (PatchCore, Padim)}
 
 
 def build_method(cfg: dict, device: str = "auto") -> Method:

@@ -8,16 +8,21 @@ A method instance is built from its named config entry. The pipeline calls
 * ``score(state_dir, test, out_size)`` -> per-image scores and per-pixel maps at ``out_size``.
 
 State lives only in ``state_dir`` (memory banks, checkpoints, statistics), so a fitted model is a
-cached file target like any other.
+cached file target like any other. Its ``state.json`` summary records, for methods that read the
+feature store, ``feature_dim`` (the dimension the detector works in) and ``fusion`` (the fitted
+:class:`~iadbench.features.fusion.FusionState`, reapplied unchanged at scoring time).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 
+from iadbench.errors import CacheError
+from iadbench.features.fusion import Fusion, FusionState, layer_dims_of
 from iadbench.features.store import FeatureSet
 
 
@@ -41,3 +46,20 @@ class Method(ABC):
         self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return image scores (N,) float64 and anomaly maps (N, H, W) float32."""
+
+
+def fit_fusion(cfg: dict, train: FeatureSet) -> FusionState:
+    """The entry's ``fusion:`` fitted on the training features' per-tap blocks."""
+    layer_dims = layer_dims_of(train.meta, train.features.shape[-1])
+    return Fusion.from_config(cfg.get("fusion")).fit(train.features, layer_dims)
+
+
+def load_state(state_dir: Path, test: FeatureSet) -> dict:
+    """A fitted state's ``state.json``, refusing test features from another backbone config."""
+    state = json.loads((Path(state_dir) / "state.json").read_text())
+    if state["features"]["config_hash"] != test.meta["config_hash"]:
+        raise CacheError(
+            f"{state_dir}: fitted on features {state['features']['config_hash']} but "
+            f"test features are {test.meta['config_hash']} (different backbone config)"
+        )
+    return state

@@ -1,23 +1,94 @@
-"""Exact k-nearest-neighbour search in Euclidean distance, chunked to bound memory."""
+"""Exact k-nearest-neighbour search in Euclidean distance, through faiss or torch.
+
+Both backends return true L2 distances (faiss's ``IndexFlatL2`` gives squared ones; they are
+clamped at 0 and square-rooted here) in ascending order with int64 indices, so results agree to
+float tolerance whichever runs. ``auto`` picks faiss when it can run on the requested device
+(CPU, or CUDA with a GPU build of faiss) and torch otherwise: torch on a GPU beats faiss on CPU.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from iadbench.errors import ConfigError
 
-def knn(queries, bank, k: int = 1, chunk_elems: int = 2**25) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Q, D) x (N, D) -> distances (Q, k) ascending (true L2, not squared) and indices (Q, k)."""
-    queries = torch.as_tensor(queries).float()
-    bank = torch.as_tensor(bank).float().to(queries.device)
-    if k > bank.shape[0]:
-        raise ValueError(f"k={k} exceeds the bank size {bank.shape[0]}")
-    step = max(1, chunk_elems // max(1, bank.shape[0]))
-    dists, idxs = [], []
-    bank_sq = (bank * bank).sum(1)
-    for start in range(0, queries.shape[0], step):
-        q = queries[start : start + step]
-        sq = ((q * q).sum(1, keepdim=True) - 2 * q @ bank.T + bank_sq).clamp_min_(0)
-        d, i = torch.topk(sq, k, dim=1, largest=False, sorted=True)
-        dists.append(d.sqrt_())
-        idxs.append(i)
-    return torch.cat(dists), torch.cat(idxs)
+BACKENDS = ("auto", "faiss", "torch")
+
+
+def _faiss():
+    """The faiss module, or None when it is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``auto`` -> ``faiss`` or ``torch`` as described in the module docstring."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown knn_backend {backend!r} (known: {', '.join(BACKENDS)})")
+    faiss = _faiss()
+    if backend == "faiss" and faiss is None:
+        raise ConfigError("knn_backend faiss requested but faiss is not installed")
+    if backend != "auto":
+        return backend
+    gpu_faiss = faiss is not None and hasattr(faiss, "StandardGpuResources")
+    usable = faiss is not None and (device.type == "cpu" or gpu_faiss)
+    return "faiss" if usable else "torch"
+
+
+class KnnIndex:
+    """A fixed bank (N, D) searched many times (one index build, many queries)."""
+
+    def __init__(
+        self,
+        bank,
+        backend: str = "auto",
+        device: str | torch.device = "cpu",
+        chunk_elems: int = 2**25,
+    ) -> None:
+        self.device = torch.device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self.bank = torch.as_tensor(bank).float().to(self.device)
+        self.chunk_elems = chunk_elems
+        if self.backend == "faiss":
+            faiss = _faiss()
+            index = faiss.IndexFlatL2(self.bank.shape[1])
+            index.add(np.ascontiguousarray(self.bank.cpu().numpy()))
+            if self.device.type == "cuda":
+                self._gpu_resources = faiss.StandardGpuResources()
+                index = faiss.index_cpu_to_gpu(self._gpu_resources, self.device.index or 0, index)
+            self._index = index
+        else:
+            self._bank_sq = (self.bank * self.bank).sum(1)
+
+    def __len__(self) -> int:
+        return self.bank.shape[0]
+
+    def search(self, queries, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q, D) -> distances (Q, k) ascending (true L2) and indices (Q, k), on the bank device."""
+        if not 1 <= k <= len(self):
+            raise ValueError(f"k={k} must be in 1..{len(self)} (the bank size)")
+        queries = torch.as_tensor(queries).float()
+        if self.backend == "faiss":
+            sq, idx = self._index.search(np.ascontiguousarray(queries.cpu().numpy()), k)
+            dists = torch.from_numpy(sq).clamp_min_(0).sqrt_().to(self.device)
+            return dists, torch.from_numpy(idx).to(self.device)
+        queries = queries.to(self.device)
+        step = max(1, self.chunk_elems // len(self))
+        dists, idxs = [], []
+        for start in range(0, queries.shape[0], step):
+            q = queries[start : start + step]
+            sq = (q * q).sum(1, keepdim=True) - 2 * q @ self.bank.T + self._bank_sq
+            d, i = torch.topk(sq.clamp_min_(0), k, dim=1, largest=False, sorted=True)
+            dists.append(d.sqrt_())
+            idxs.append(i)
+        return torch.cat(dists), torch.cat(idxs)
+
+
+def knn(queries, bank, k: int = 1, backend: str = "torch") -> tuple[torch.Tensor, torch.Tensor]:
+    """One-off search: (Q, D) x (N, D) -> (distances, indices), each (Q, k)."""
+    device = torch.as_tensor(queries).device
+    return KnnIndex(bank, backend=backend, device=device).search(queries, k)

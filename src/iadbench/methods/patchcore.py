@@ -1,15 +1,16 @@
 """PatchCore (Roth et al., CVPR 2022) on cached locally aware patch features.
 
-fit: all training patches -> approximate greedy coreset (``coreset`` fraction) -> memory bank.
-score: patch score = L2 distance to the nearest bank patch (mean over ``num_nn`` neighbours);
-map = bilinear upsampling to the evaluation size, then a Gaussian blur (``sigma``); image score
-= max of the map times the paper's Eq. 7 reweighting factor, computed at the most anomalous patch
-from the ``reweight_neighbors`` bank neighbours of its nearest bank patch (0 turns it off).
+fit: training features -> layer fusion (``fusion``) -> memory bank (``bank``: by default the
+approximate greedy coreset keeping ``coreset`` of the patches; see :mod:`.banks`).
+score: patch score = L2 distance to the nearest bank patch (mean over ``num_nn`` neighbours,
+searched with ``knn_backend``); map = bilinear upsampling to the evaluation size, then a Gaussian
+blur (``sigma``); image score = max of the map times the paper's Eq. 7 reweighting factor,
+computed at the most anomalous patch from the ``reweight_neighbors`` bank neighbours of its
+nearest bank patch (0 turns it off).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -19,12 +20,12 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from iadbench.device import resolve_device
-from iadbench.errors import CacheError
+from iadbench.features.fusion import Fusion, FusionState
 from iadbench.features.store import FeatureSet
-from iadbench.io import save_json, save_npy
-from iadbench.methods.base import Method
-from iadbench.methods.coreset import approximate_greedy_coreset
-from iadbench.methods.knn import knn
+from iadbench.io import save_json
+from iadbench.methods.banks import Bank, build_bank, check_bank_config
+from iadbench.methods.base import Method, fit_fusion, load_state
+from iadbench.methods.knn import KnnIndex, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,13 @@ DEFAULTS = {
     "reweight_neighbors": 9,
     "sigma": 4.0,
     "seed": 0,
+    "bank": "greedy",
+    "pca_dim": 128,
+    "k": 1000,
+    "knn_backend": "auto",
+    "fusion": "concat",
 }
+QUERY_ROWS = 2**14  # test patches searched per batch
 
 
 def smooth_map(patch_scores: np.ndarray, out_size: tuple[int, int], sigma: float) -> np.ndarray:
@@ -46,85 +53,75 @@ def smooth_map(patch_scores: np.ndarray, out_size: tuple[int, int], sigma: float
     return gaussian_filter(up, sigma=sigma) if sigma > 0 else up
 
 
-def reweight(query: torch.Tensor, nearest: int, bank: torch.Tensor, neighbors: int) -> float:
+def reweight(query: torch.Tensor, nearest: int, index: KnnIndex, neighbors: int) -> float:
     """Paper Eq. 7: 1 - softmax over distances to the ``neighbors`` bank neighbours of m*."""
-    _, support = knn(bank[nearest : nearest + 1], bank, k=min(neighbors, bank.shape[0]))
+    bank = index.bank
+    _, support = index.search(bank[nearest : nearest + 1], k=min(neighbors, len(index)))
     dists = torch.linalg.vector_norm(bank[support[0]] - query, dim=1)
     return float(1.0 - torch.softmax(dists.double(), dim=0)[0])
 
 
 class PatchCore(Method):
-    """Coreset memory bank + nearest-neighbour patch distances."""
+    """Memory bank of training patches + nearest-neighbour patch distances."""
 
     kind = "patchcore"
     needs_train = True
 
     def __init__(self, cfg: dict, device: str = "auto") -> None:
         super().__init__({**DEFAULTS, **cfg}, device)
-        fraction = float(self.cfg["coreset"])
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"patchcore coreset fraction must be in (0, 1], got {fraction}")
+        check_bank_config(self.cfg)
+        Fusion.from_config(self.cfg["fusion"])
+        resolve_backend(self.cfg["knn_backend"], torch.device("cpu"))
 
     def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:
         if train is None:
             raise ValueError("PatchCore needs training features")
-        feats = torch.from_numpy(np.asarray(train.features, dtype=np.float32))
-        patches = feats.reshape(-1, feats.shape[-1])
-        n_keep = max(1, int(round(self.cfg["coreset"] * patches.shape[0])))
-        if n_keep < patches.shape[0]:
-            chosen = approximate_greedy_coreset(
-                patches,
-                n_keep,
-                projection_dim=int(self.cfg["projection_dim"]),
-                n_starts=int(self.cfg["n_starts"]),
-                seed=self.seed,
-                device=resolve_device(self.device),
-            )
-            bank = patches[chosen]
-        else:
-            bank = patches
+        fusion = fit_fusion(self.cfg, train)
+        feats = fusion.apply(train.features)
+        patches = torch.from_numpy(feats.reshape(-1, feats.shape[-1]))
+        bank = build_bank(patches, self.cfg, self.seed, resolve_device(self.device))
         state_dir = Path(state_dir)
-        save_npy(state_dir / "bank.npy", bank.numpy().astype(np.float32))
         summary = {
             "kind": self.kind,
             "config": self.cfg,
             "n_train_images": int(feats.shape[0]),
             "n_train_patches": int(patches.shape[0]),
-            "bank_size": int(bank.shape[0]),
-            "feature_dim": int(bank.shape[1]),
+            "bank": bank.save(state_dir),
+            "bank_size": len(bank.vectors),
+            "feature_dim": bank.dim,
+            "fusion": fusion.to_dict(),
             "features": train.meta,
         }
         save_json(state_dir / "state.json", summary)
-        log.info("patchcore bank: %d of %d patches", bank.shape[0], patches.shape[0])
+        log.info("patchcore %s bank: %d of %d patches", bank.kind, len(bank.vectors), len(patches))
         return summary
 
     def score(
         self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
         state_dir = Path(state_dir)
-        state = json.loads((state_dir / "state.json").read_text())
-        if state["features"]["config_hash"] != test.meta["config_hash"]:
-            raise CacheError(
-                f"{state_dir}: bank built from features {state['features']['config_hash']} but "
-                f"test features are {test.meta['config_hash']} (different backbone config)"
-            )
+        state = load_state(state_dir, test)
         device = resolve_device(self.device)
-        bank = torch.from_numpy(np.load(state_dir / "bank.npy")).to(device)
-        k = int(self.cfg["num_nn"])
-        n_images, h, w, c = test.features.shape
+        fusion = FusionState.from_dict(state["fusion"])
+        bank = Bank.load(state_dir, state["bank"]["kind"], device)
+        index = KnnIndex(bank.vectors, backend=self.cfg["knn_backend"], device=device)
+        log.info("patchcore kNN backend: %s on %s", index.backend, device)
+        k, neighbors = int(self.cfg["num_nn"]), int(self.cfg["reweight_neighbors"])
+        n_images, h, w, _ = test.features.shape
         scores = np.empty(n_images, dtype=np.float64)
         maps = np.empty((n_images, *out_size), dtype=np.float32)
-        for i in range(n_images):
-            query = torch.from_numpy(np.asarray(test.features[i], dtype=np.float32))
-            query = query.reshape(-1, c).to(device)
-            dists, idx = knn(query, bank, k=k)
-            patch = dists.mean(1)
-            maps[i] = smooth_map(patch.reshape(h, w).cpu().numpy(), out_size, self.cfg["sigma"])
-            weight = 1.0
-            if self.cfg["reweight_neighbors"]:
-                top = int(torch.argmax(patch))
-                weight = reweight(
-                    query[top], int(idx[top, 0]), bank, int(self.cfg["reweight_neighbors"])
-                )
-            scores[i] = weight * float(maps[i].max())
+        step = max(1, QUERY_ROWS // (h * w))
+        for start in range(0, n_images, step):
+            feats = torch.from_numpy(fusion.apply(test.features[start : start + step]))
+            queries = bank.project(feats.reshape(-1, feats.shape[-1]).to(device))
+            dists, idx = index.search(queries, k)
+            patch = dists.mean(1).reshape(-1, h * w)
+            for j, row in enumerate(patch):
+                i = start + j
+                maps[i] = smooth_map(row.reshape(h, w).cpu().numpy(), out_size, self.cfg["sigma"])
+                weight = 1.0
+                if neighbors:
+                    top = j * h * w + int(torch.argmax(row))
+                    weight = reweight(queries[top], int(idx[top, 0]), index, neighbors)
+                scores[i] = weight * float(maps[i].max())
         return scores, maps

@@ -1,0 +1,151 @@
+"""PatchCore memory-bank variants (config ``bank:``): what the test patches are compared with.
+
+* ``greedy`` (default): PatchCore's approximate greedy coreset keeping ``coreset`` of the
+  training patches (1 = all of them).
+* ``full``: every training patch (exact nearest neighbour over the whole training set).
+* ``random``: a seeded uniform subsample of ``coreset`` of the training patches, the baseline the
+  coreset has to beat.
+* ``pca``: every training patch, projected onto the top ``pca_dim`` principal components of the
+  training patches; queries go through the same projection (mean and components are saved).
+* ``kmeans``: ``k`` centroids of the training patches from scikit-learn's ``MiniBatchKMeans``
+  (k-means++ init, ``random_state`` = the method seed, batches of 4096). It is used whatever kNN
+  backend runs, so the bank does not depend on whether faiss is installed.
+
+Every bank is saved as ``bank.npy`` (float32, in the space queries are searched in); ``pca`` adds
+``pca_mean.npy`` and ``pca_components.npy``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iadbench.errors import ConfigError
+from iadbench.io import save_npy
+from iadbench.methods.coreset import approximate_greedy_coreset
+
+log = logging.getLogger(__name__)
+
+BANKS = ("greedy", "full", "random", "pca", "kmeans")
+KMEANS_BATCH = 4096
+
+
+@dataclass
+class Bank:
+    """Search-space vectors plus, for ``pca``, the projection that maps queries there."""
+
+    kind: str
+    vectors: torch.Tensor
+    mean: torch.Tensor | None = None
+    components: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    def project(self, queries: torch.Tensor) -> torch.Tensor:
+        """Map (Q, D) feature vectors into the bank's search space."""
+        if self.components is None:
+            return queries
+        return (queries - self.mean) @ self.components
+
+    def save(self, state_dir: Path) -> dict:
+        """Write the bank files; return the summary that goes into state.json."""
+        save_npy(state_dir / "bank.npy", self.vectors.cpu().numpy().astype(np.float32))
+        if self.components is not None:
+            save_npy(state_dir / "pca_mean.npy", self.mean.cpu().numpy().astype(np.float32))
+            save_npy(
+                state_dir / "pca_components.npy",
+                self.components.cpu().numpy().astype(np.float32),
+            )
+        return {"kind": self.kind, "size": len(self.vectors), "dim": self.dim, **self.info}
+
+    @classmethod
+    def load(cls, state_dir: Path, kind: str, device: torch.device) -> Bank:
+        """Read what :meth:`save` wrote, onto ``device``."""
+
+        def read(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.load(state_dir / name)).to(device)
+
+        if kind == "pca":
+            return cls(kind, read("bank.npy"), read("pca_mean.npy"), read("pca_components.npy"))
+        return cls(kind, read("bank.npy"))
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def check_bank_config(cfg: dict) -> None:
+    """Reject an unknown bank kind or bad sizes before any work is done."""
+    if cfg["bank"] not in BANKS:
+        raise ConfigError(f"unknown patchcore bank {cfg['bank']!r} (known: {', '.join(BANKS)})")
+    fraction = float(cfg["coreset"])
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"patchcore coreset fraction must be in (0, 1], got {fraction}")
+    for key in ("pca_dim", "k"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"patchcore {key} must be >= 1, got {cfg[key]}")
+
+
+def fit_pca(patches: torch.Tensor, dim: int, device: torch.device):
+    """Mean (D,), top-``dim`` components (D, dim) and their explained-variance ratio.
+
+    The covariance is accumulated in float64 chunks and eigendecomposed; each component's sign
+    is fixed so its largest-magnitude entry is positive, which makes the projection reproducible.
+    """
+    n, d = patches.shape
+    if dim > d:
+        raise ConfigError(f"pca_dim {dim} exceeds the feature dimension {d}")
+    mean = patches.double().mean(0).to(device)
+    cov = torch.zeros(d, d, dtype=torch.float64, device=device)
+    step = max(1, 2**24 // d)
+    for start in range(0, n, step):
+        centred = patches[start : start + step].to(device).double() - mean
+        cov += centred.T @ centred
+    eigvals, eigvecs = torch.linalg.eigh(cov / max(1, n - 1))
+    order = torch.argsort(eigvals, descending=True)[:dim]
+    components = eigvecs[:, order]
+    signs = torch.sign(components.gather(0, components.abs().argmax(0, keepdim=True)))
+    components = components * signs
+    explained = float(eigvals[order].sum() / eigvals.clamp_min(0).sum())
+    return mean.float(), components.float(), explained
+
+
+def build_bank(
+    patches: torch.Tensor, cfg: dict, seed: int, device: torch.device, progress: bool = True
+) -> Bank:
+    """The bank named by ``cfg["bank"]`` from (N, D) float32 training patches."""
+    kind = cfg["bank"]
+    total = patches.shape[0]
+    n_keep = max(1, int(round(float(cfg["coreset"]) * total)))
+    if kind in ("greedy", "random") and n_keep < total:
+        if kind == "greedy":
+            chosen = approximate_greedy_coreset(
+                patches,
+                n_keep,
+                projection_dim=int(cfg["projection_dim"]),
+                n_starts=int(cfg["n_starts"]),
+                seed=seed,
+                device=device,
+                progress=progress,
+            )
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            chosen = torch.randperm(total, generator=gen)[:n_keep].sort().values
+        return Bank(kind, patches[chosen.cpu()])
+    if kind == "pca":
+        mean, components, explained = fit_pca(patches, int(cfg["pca_dim"]), device)
+        vectors = ((patches.to(device) - mean) @ components).cpu()
+        return Bank(kind, vectors, mean, components, {"explained_variance": explained})
+    if kind == "kmeans" and int(cfg["k"]) < total:
+        from sklearn.cluster import MiniBatchKMeans
+
+        kmeans = MiniBatchKMeans(
+            n_clusters=int(cfg["k"]), random_state=seed, batch_size=KMEANS_BATCH, n_init=1
+        ).fit(patches.numpy())
+        return Bank(kind, torch.from_numpy(kmeans.cluster_centers_.astype(np.float32)))
+    if kind == "kmeans":
+        log.warning("kmeans k=%s >= %d training patches: using them all", cfg["k"], total)
+    return Bank(kind, patches)

@@ -1,0 +1,155 @@
+"""PaDiM (Defard et al., ICPR 2020): one Gaussian per patch position over the training images.
+
+fit: fused training features -> ``n_features`` channels drawn at random (seeded by the method
+``seed``; the reference code used 1024, set ``seed: 1024`` to mirror it; capped at the fused
+dimension) -> per-position mean and sample covariance (N-1) + ``epsilon``·I, inverted in float64.
+score: Mahalanobis distance (square root) per position -> bilinear upsampling
+(align_corners=False) to the evaluation size -> Gaussian blur (``sigma``); image score = map max.
+
+Deviation from the paper, on purpose: PaDiM reads layer1-3 raw maps concatenated at layer1's grid
+by nearest upsampling; here it reads the shared feature store (the taps of the backbone entry,
+3×3 locally averaged, at the finest tap's grid), the same features PatchCore uses, so the two
+differ only in the detector. ``n_features: 100`` is the paper's choice for ResNet-18 (448
+channels); it picks 100 of whatever the fused dimension is (550 was the WRN-50 choice).
+
+State: ``mean.npy`` (H, W, d) and ``inv_cov.npy`` (H, W, d, d), float32; the chosen channels
+(indices into the fused channels) are in state.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iadbench.device import resolve_device
+from iadbench.errors import ConfigError
+from iadbench.features.fusion import Fusion, FusionState
+from iadbench.features.store import FeatureSet
+from iadbench.io import save_json, save_npy
+from iadbench.methods.base import Method, fit_fusion, load_state
+from iadbench.methods.patchcore import smooth_map
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"n_features": 100, "epsilon": 0.01, "sigma": 4.0, "seed": 0, "fusion": "concat"}
+MAX_STATE_BYTES = 4 * 2**30
+POSITION_CHUNK_ELEMS = 2**24  # float64 values per batch of per-position covariance work
+
+
+def choose_channels(dim: int, n_features: int, seed: int) -> np.ndarray:
+    """Sorted random subset of ``min(n_features, dim)`` channel indices (sorted: order-free)."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(dim, size=min(n_features, dim), replace=False))
+
+
+def gaussian_fit(
+    feats: torch.Tensor, epsilon: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, P, d) -> mean (P, d) and inverse of (sample covariance + epsilon·I) (P, d, d), float32.
+
+    Positions are processed in batches; covariance and its Cholesky inverse are float64.
+    """
+    n, positions, d = feats.shape
+    if n < 2:
+        raise ValueError(f"PaDiM needs at least 2 training images, got {n}")
+    means = torch.empty(positions, d)
+    inv = torch.empty(positions, d, d)
+    eye = torch.eye(d, dtype=torch.float64, device=device)
+    step = max(1, POSITION_CHUNK_ELEMS // (d * (d + n)))
+    for start in range(0, positions, step):
+        x = feats[:, start : start + step].to(device, torch.float64).transpose(0, 1)
+        mu = x.mean(1, keepdim=True)
+        centred = x - mu
+        cov = centred.transpose(1, 2) @ centred / (n - 1) + epsilon * eye
+        means[start : start + step] = mu[:, 0].float().cpu()
+        inv[start : start + step] = torch.cholesky_inverse(torch.linalg.cholesky(cov)).float().cpu()
+    return means, inv
+
+
+def mahalanobis(feats: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor) -> torch.Tensor:
+    """(B, P, d) against per-position (P, d), (P, d, d) -> distances (B, P)."""
+    delta = (feats - mean).transpose(0, 1)  # (P, B, d)
+    sq = ((delta @ inv_cov) * delta).sum(-1).transpose(0, 1)
+    return sq.clamp_min_(0).sqrt_()
+
+
+class Padim(Method):
+    """Per-position multivariate Gaussian on a random channel subset."""
+
+    kind = "padim"
+    needs_train = True
+
+    def __init__(self, cfg: dict, device: str = "auto") -> None:
+        super().__init__({**DEFAULTS, **cfg}, device)
+        if int(self.cfg["n_features"]) < 1:
+            raise ConfigError(f"padim n_features must be >= 1, got {self.cfg['n_features']}")
+        if float(self.cfg["epsilon"]) <= 0:
+            raise ConfigError(f"padim epsilon must be > 0, got {self.cfg['epsilon']}")
+        Fusion.from_config(self.cfg["fusion"])
+
+    def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:
+        if train is None:
+            raise ValueError("PaDiM needs training features")
+        fusion = fit_fusion(self.cfg, train)
+        channels = choose_channels(fusion.output_dim, int(self.cfg["n_features"]), self.seed)
+        n_images, h, w, _ = train.features.shape
+        d = len(channels)
+        state_bytes = h * w * d * d * 4
+        if state_bytes > MAX_STATE_BYTES:
+            raise ConfigError(
+                f"padim: {h}x{w} positions x {d}x{d} inverse covariances need "
+                f"{state_bytes / 2**30:.1f} GiB (limit {MAX_STATE_BYTES / 2**30:.0f} GiB); "
+                "lower n_features"
+            )
+        feats = torch.from_numpy(fusion.apply(train.features, select=channels))
+        mean, inv_cov = gaussian_fit(
+            feats.reshape(n_images, h * w, d),
+            float(self.cfg["epsilon"]),
+            resolve_device(self.device),
+        )
+        state_dir = Path(state_dir)
+        save_npy(state_dir / "mean.npy", mean.reshape(h, w, d).numpy())
+        save_npy(state_dir / "inv_cov.npy", inv_cov.reshape(h, w, d, d).numpy())
+        summary = {
+            "kind": self.kind,
+            "config": self.cfg,
+            "n_train_images": int(n_images),
+            "channels": channels.tolist(),
+            "feature_dim": d,
+            "fusion": fusion.to_dict(),
+            "features": train.meta,
+        }
+        save_json(state_dir / "state.json", summary)
+        log.info("padim: %d of %d fused channels, %dx%d positions", d, fusion.output_dim, h, w)
+        return summary
+
+    def score(
+        self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        state_dir = Path(state_dir)
+        state = load_state(state_dir, test)
+        device = resolve_device(self.device)
+        fusion = FusionState.from_dict(state["fusion"])
+        channels = np.asarray(state["channels"])
+        mean = torch.from_numpy(np.load(state_dir / "mean.npy")).to(device)
+        inv_cov = torch.from_numpy(np.load(state_dir / "inv_cov.npy")).to(device)
+        h, w, d = mean.shape
+        mean, inv_cov = mean.reshape(h * w, d), inv_cov.reshape(h * w, d, d)
+        n_images = test.features.shape[0]
+        if test.features.shape[1:3] != (h, w):
+            raise ValueError(f"test grid {test.features.shape[1:3]} != fitted grid {(h, w)}")
+        scores = np.empty(n_images, dtype=np.float64)
+        maps = np.empty((n_images, *out_size), dtype=np.float32)
+        step = max(1, 2**24 // (h * w * d))
+        for start in range(0, n_images, step):
+            feats = fusion.apply(test.features[start : start + step], select=channels)
+            dist = mahalanobis(
+                torch.from_numpy(feats).reshape(-1, h * w, d).to(device), mean, inv_cov
+            )
+            for j, row in enumerate(dist.cpu().numpy()):
+                maps[start + j] = smooth_map(row.reshape(h, w), out_size, self.cfg["sigma"])
+                scores[start + j] = float(maps[start + j].max())
+        return scores, maps

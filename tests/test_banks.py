@@ -1,0 +1,136 @@
+"""PatchCore memory-bank variants, fusion and kNN backends, end to end on synthetic features."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from iadbench.errors import CacheError, ConfigError
+from iadbench.features.store import FeatureSet
+from iadbench.methods import build_method
+from iadbench.methods.banks import BANKS, Bank, build_bank, check_bank_config
+from iadbench.methods.coreset import approximate_greedy_coreset
+from iadbench.methods.patchcore import DEFAULTS
+
+CPU = torch.device("cpu")
+
+
+def feature_set(features: np.ndarray, layer_dims=None, config_hash="h") -> FeatureSet:
+    meta = {"config_hash": config_hash}
+    if layer_dims is not None:
+        meta["layer_dims"] = layer_dims
+    index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(features))]})
+    return FeatureSet(features=features.astype(np.float16), index=index, meta=meta)
+
+
+@pytest.fixture(scope="module")
+def sets():
+    """12 normal training images; 4 normal + 4 test images with one off-distribution patch."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 12)) * 3
+
+    def normal(n):
+        picks = centres[rng.integers(0, 6, size=(n, 5, 5))]
+        return picks + 0.3 * rng.normal(size=(n, 5, 5, 12))
+
+    test = normal(8)
+    test[4:, 2, 2] += 8.0
+    return feature_set(normal(12), [4, 8]), feature_set(test, [4, 8])
+
+
+@pytest.fixture
+def patches():
+    return torch.from_numpy(np.random.default_rng(1).normal(size=(400, 12)).astype(np.float32))
+
+
+def cfg(**overrides):
+    return {**DEFAULTS, **overrides}
+
+
+def test_greedy_bank_is_the_approximate_coreset(patches):
+    bank = build_bank(patches, cfg(coreset=0.1), seed=3, device=CPU, progress=False)
+    chosen = approximate_greedy_coreset(patches, 40, seed=3, progress=False)
+    assert torch.equal(bank.vectors, patches[chosen])
+
+
+def test_full_and_random_banks(patches):
+    assert torch.equal(build_bank(patches, cfg(bank="full"), 0, CPU).vectors, patches)
+    a = build_bank(patches, cfg(bank="random", coreset=0.25), 5, CPU).vectors
+    b = build_bank(patches, cfg(bank="random", coreset=0.25), 5, CPU).vectors
+    c = build_bank(patches, cfg(bank="random", coreset=0.25), 6, CPU).vectors
+    assert a.shape == (100, 12) and torch.equal(a, b) and not torch.equal(a, c)
+    rows = {tuple(r) for r in patches.tolist()}
+    assert all(tuple(r) in rows for r in a.tolist())
+
+
+def test_pca_bank_is_an_orthonormal_projection(patches, tmp_path):
+    bank = build_bank(patches, cfg(bank="pca", pca_dim=5), 0, CPU)
+    comps = bank.components
+    assert bank.vectors.shape == (400, 5) and 0 < bank.info["explained_variance"] < 1
+    torch.testing.assert_close(comps.T @ comps, torch.eye(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(bank.project(patches), bank.vectors)
+    # A full-rank PCA is a rotation: distances are unchanged.
+    full = build_bank(patches, cfg(bank="pca", pca_dim=12), 0, CPU)
+    torch.testing.assert_close(
+        torch.pdist(full.vectors), torch.pdist(patches), rtol=1e-4, atol=1e-4
+    )
+    bank.save(tmp_path)
+    loaded = Bank.load(tmp_path, "pca", CPU)
+    torch.testing.assert_close(loaded.project(patches), bank.vectors)
+    with pytest.raises(ConfigError, match="pca_dim"):
+        build_bank(patches, cfg(bank="pca", pca_dim=13), 0, CPU)
+
+
+def test_kmeans_bank_is_seeded_and_capped(patches):
+    a = build_bank(patches, cfg(bank="kmeans", k=8), 0, CPU).vectors
+    b = build_bank(patches, cfg(bank="kmeans", k=8), 0, CPU).vectors
+    assert a.shape == (8, 12) and torch.equal(a, b)
+    assert torch.equal(build_bank(patches, cfg(bank="kmeans", k=500), 0, CPU).vectors, patches)
+
+
+def test_bank_config_is_validated():
+    with pytest.raises(ConfigError, match="unknown patchcore bank"):
+        check_bank_config(cfg(bank="annoy"))
+    with pytest.raises(ConfigError, match="coreset"):
+        build_method({"kind": "patchcore", "backbone": "x", "coreset": 0})
+    with pytest.raises(ConfigError, match="fusion"):
+        build_method({"kind": "patchcore", "backbone": "x", "fusion": "sum"})
+
+
+@pytest.mark.parametrize("bank", BANKS)
+def test_patchcore_ranks_planted_anomalies_first_with_every_bank(sets, tmp_path, bank):
+    train, test = sets
+    entry = {"kind": "patchcore", "backbone": "x", "bank": bank, "coreset": 0.5, "k": 40}
+    method = build_method({**entry, "pca_dim": 6, "fusion": "adaptive"}, device="cpu")
+    summary = method.fit(train, tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["bank"]["kind"] == bank and state["fusion"]["mode"] == "adaptive"
+    assert state["feature_dim"] == (6 if bank == "pca" else 12) == summary["bank"]["dim"]
+    scores, maps = method.score(tmp_path, test, (20, 20))
+    assert maps.shape == (8, 20, 20) and np.isfinite(scores).all()
+    assert scores[4:].min() > scores[:4].max()
+
+
+@pytest.mark.parametrize("fusion", ["concat", {"mode": "single", "layer": 0}])
+def test_patchcore_faiss_and_torch_backends_score_alike(sets, tmp_path, fusion):
+    pytest.importorskip("faiss")
+    train, test = sets
+    entry = {"kind": "patchcore", "backbone": "x", "coreset": 0.3, "num_nn": 3, "fusion": fusion}
+    build_method(entry).fit(train, tmp_path)
+    results = [
+        build_method({**entry, "knn_backend": b}).score(tmp_path, test, (20, 20))
+        for b in ("faiss", "torch")
+    ]
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
+
+
+def test_patchcore_refuses_features_from_another_config(sets, tmp_path):
+    train, test = sets
+    method = build_method({"kind": "patchcore", "backbone": "x", "coreset": 0.2})
+    method.fit(train, tmp_path)
+    other = feature_set(np.asarray(test.features, np.float32), [4, 8], config_hash="other")
+    with pytest.raises(CacheError, match="different backbone config"):
+        method.score(tmp_path, other, (20, 20))
