@@ -160,6 +160,7 @@ def write_cross_domain(path: Path) -> None:
                     method="pc_wrn",
                     train_category=train,
                     test_category=test,
+                    in_domain=same,
                     image_auroc=I_AUROC[("pc_wrn", test)] if same else 0.70,
                     pixel_auroc=0.9,
                     aupro=0.8,
@@ -396,6 +397,7 @@ def test_with_drops_uses_the_in_domain_auroc_of_the_test_category():
             "method": ["m"] * 3,
             "train_category": ["a", "b", "a"],
             "test_category": ["a", "b", "b"],
+            "in_domain": [True, True, False],
             "image_auroc": [0.9, 0.8, 0.6],
         }
     )

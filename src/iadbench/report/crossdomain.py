@@ -38,13 +38,13 @@ def distance_cols(frame: pd.DataFrame) -> list[str]:
 
 
 def with_drops(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cross pairs (train != test) with ``in_domain`` AUROC and ``drop`` (points; NaN: unknown)."""
+    """Cross pairs (train != test) with ``in_domain_auroc`` and ``drop`` (points; NaN: unknown)."""
     keys = ["dataset", "method", "test_category"]
     diagonal = frame[frame["train_category"] == frame["test_category"]]
-    in_domain = diagonal.set_index(keys)["image_auroc"].rename("in_domain")
+    in_domain = diagonal.set_index(keys)["image_auroc"].rename("in_domain_auroc")
     cross = frame[frame["train_category"] != frame["test_category"]]
     cross = cross.join(in_domain, on=keys)
-    return cross.assign(drop=100 * (cross["in_domain"] - cross["image_auroc"]))
+    return cross.assign(drop=100 * (cross["in_domain_auroc"] - cross["image_auroc"]))
 
 
 def auroc_heatmap(frame: pd.DataFrame, title: str) -> Figure:
@@ -101,7 +101,7 @@ def drop_rows(drops: pd.DataFrame) -> pd.DataFrame:
     cols = distance_cols(drops)
     ordered = drops.sort_values("drop", ascending=False, na_position="last")
     shown = ordered[["dataset", "method", "train_category", "test_category"]].astype(str)
-    shown["in-domain I-AUROC"] = [percent(v) for v in ordered["in_domain"]]
+    shown["in-domain I-AUROC"] = [percent(v) for v in ordered["in_domain_auroc"]]
     shown["cross I-AUROC"] = [percent(v) for v in ordered["image_auroc"]]
     shown["drop (points)"] = ["n/a" if pd.isna(v) else f"{v:.1f}" for v in ordered["drop"]]
     labels = dict(DISTANCES)
