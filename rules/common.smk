@@ -101,3 +101,35 @@ def cross_cells():
 
 def cross_domain_outputs():
     return ["results/summary/cross_domain.csv"] if config.get("cross_domain") else []
+
+
+def report_items(wildcards):
+    """What the report reads for each result: score table, maps, manifest and geometry."""
+    return [
+        {
+            "dataset": d,
+            "method": m,
+            "category": c,
+            "scores": f"results/{d}/scores/{m}/{c}/scores.parquet",
+            "maps": f"results/{d}/scores/{m}/{c}/maps.npy",
+            "manifest": f"results/{d}/manifest.parquet",
+            **geometry_of(d),
+        }
+        for m, d, c in result_cells()
+    ]
+
+
+def cross_metric(cell):
+    """In-domain cells reuse the category's own metrics; the others have their own target."""
+    if cell["train"] == cell["test"]:
+        return f"results/{cell['dataset']}/metrics/{cell['method']}/{cell['test']}.json"
+    return (
+        f"results/{cell['dataset']}/cross/{cell['method']}/{cell['train']}/{cell['test']}.json"
+    )
+
+
+def cross_distance(cell):
+    """Distances are symmetric: one file per unordered category pair."""
+    backbone = config["methods"][cell["method"]]["backbone"]
+    a, b = sorted((cell["train"], cell["test"]))
+    return f"results/{cell['dataset']}/domain/{backbone}/{a}/{b}.json"

@@ -77,25 +77,10 @@ rule domain_distance:
         "../workflow/scripts/domain_distance.py"
 
 
-def _cross_metric(cell):
-    if cell["train"] == cell["test"]:
-        return f"results/{cell['dataset']}/metrics/{cell['method']}/{cell['test']}.json"
-    return (
-        f"results/{cell['dataset']}/cross/{cell['method']}/{cell['train']}/{cell['test']}.json"
-    )
-
-
-def _cross_distance(cell):
-    """Distances are symmetric: one file per unordered category pair."""
-    backbone = config["methods"][cell["method"]]["backbone"]
-    a, b = sorted((cell["train"], cell["test"]))
-    return f"results/{cell['dataset']}/domain/{backbone}/{a}/{b}.json"
-
-
 rule cross_summary:
     input:
-        metrics=lambda wc: [_cross_metric(c) for c in cross_cells()],
-        distances=lambda wc: [_cross_distance(c) for c in cross_cells()],
+        metrics=lambda wc: [cross_metric(c) for c in cross_cells()],
+        distances=lambda wc: [cross_distance(c) for c in cross_cells()],
     output:
         "results/summary/cross_domain.csv",
     params:

@@ -49,21 +49,6 @@ rule aggregate:
         "../workflow/scripts/aggregate.py"
 
 
-def report_items(wildcards):
-    """What the report reads for each result: score table, maps, manifest and geometry."""
-    return [
-        {
-            "dataset": d,
-            "method": m,
-            "category": c,
-            "scores": f"results/{d}/scores/{m}/{c}/scores.parquet",
-            "maps": f"results/{d}/scores/{m}/{c}/maps.npy",
-            "manifest": f"results/{d}/manifest.parquet",
-            **geometry_of(d),
-        }
-        for m, d, c in result_cells()
-    ]
-
 
 rule report:
     input:
