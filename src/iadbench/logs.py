@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+STEP_MARK = re.compile(r"^\S+ \S+ INFO iadbench\.step: (start|end) (\d+\.\d+)$", re.MULTILINE)
 
 
 @contextlib.contextmanager
 def logged(path: str | Path) -> Iterator[None]:
-    """Log to ``path`` (and stderr); an exception is written there before it propagates."""
+    """Log to ``path`` (and stderr); an exception is written there before it propagates.
+
+    The file opens with a ``start`` and closes with an ``end`` line carrying Unix time with
+    microseconds, so when the step did its work can be read back (see ``step_interval``).
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -21,12 +29,28 @@ def logged(path: str | Path) -> Iterator[None]:
     if not any(
         isinstance(h, logging.StreamHandler) and h.stream is sys.stderr for h in root.handlers
     ):
-        root.addHandler(logging.StreamHandler(sys.stderr))
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(console)
+    # The timing marks go to the log file only; on the console they would be noise.
+    step = logging.getLogger("iadbench.step")
+    step.propagate = False
+    step.setLevel(logging.INFO)
+    step.handlers = [handler]
+    step.info("start %.6f", time.time())
     try:
         yield
     except Exception:
         logging.getLogger("iadbench").exception("step failed")
         raise
     finally:
+        step.info("end %.6f", time.time())
+        step.handlers = []
         root.removeHandler(handler)
         handler.close()
+
+
+def step_interval(path: str | Path) -> tuple[float, float]:
+    """(start, end) Unix times of the step that wrote the log at ``path``."""
+    marks = dict((kind, float(t)) for kind, t in STEP_MARK.findall(Path(path).read_text()))
+    return marks["start"], marks["end"]

@@ -8,6 +8,8 @@ float tolerance whichever runs. ``auto`` picks faiss when it can run on the requ
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -18,6 +20,8 @@ BACKENDS = ("auto", "faiss", "torch")
 
 def _faiss():
     """The faiss module, or None when it is not installed."""
+    # faiss logs each CPU-specific build it tries before the one that loads; that is not news.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         import faiss
     except ImportError:
