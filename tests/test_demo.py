@@ -81,10 +81,10 @@ def test_images_and_masks_formats(default_root):
 
 
 def test_readable_by_mvtec_reader(default_root):
-    from iadbench.data.mvtec import read_mvtec
+    from iadbench.data.layouts import LAYOUTS
 
     root, _ = default_root
-    rows = list(read_mvtec(root, list(DEMO_CATEGORIES)))
+    rows = list(LAYOUTS["mvtec"].read({"root": str(root)}, list(DEMO_CATEGORIES)))
     assert len(rows) == 3 * (24 + 8 + 4 * len(DEFECT_TYPES))
     assert all((r["mask_path"] is None) == (r["label"] == 0) for r in rows)
 
