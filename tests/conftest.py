@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
+
+from iadbench.features.store import FeatureSet
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MVTEC = REPO.parent / "shared" / "data" / "mvtec_ad"
@@ -16,6 +19,15 @@ def write_png(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
+
+
+def feature_set(features: np.ndarray, layer_dims=None, config_hash: str = "h") -> FeatureSet:
+    """An in-memory fp16 feature set, as the store would hand it to a method."""
+    meta = {"config_hash": config_hash}
+    if layer_dims is not None:
+        meta["layer_dims"] = layer_dims
+    index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(features))]})
+    return FeatureSet(features=features.astype(np.float16), index=index, meta=meta)
 
 
 @pytest.fixture

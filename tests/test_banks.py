@@ -3,26 +3,17 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from conftest import feature_set
 
 from iadbench.errors import CacheError, ConfigError
-from iadbench.features.store import FeatureSet
 from iadbench.methods import build_method
 from iadbench.methods.banks import BANKS, Bank, build_bank, check_bank_config
 from iadbench.methods.coreset import approximate_greedy_coreset
 from iadbench.methods.patchcore import DEFAULTS
 
 CPU = torch.device("cpu")
-
-
-def feature_set(features: np.ndarray, layer_dims=None, config_hash="h") -> FeatureSet:
-    meta = {"config_hash": config_hash}
-    if layer_dims is not None:
-        meta["layer_dims"] = layer_dims
-    index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(features))]})
-    return FeatureSet(features=features.astype(np.float16), index=index, meta=meta)
 
 
 @pytest.fixture(scope="module")

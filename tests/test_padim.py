@@ -3,22 +3,13 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from conftest import feature_set
 
 from iadbench.errors import ConfigError
-from iadbench.features.store import FeatureSet
 from iadbench.methods import build_method, padim
 from iadbench.methods.padim import choose_channels, gaussian_fit, mahalanobis
-
-
-def feature_set(features: np.ndarray, layer_dims=None) -> FeatureSet:
-    meta = {"config_hash": "h"}
-    if layer_dims is not None:
-        meta["layer_dims"] = layer_dims
-    index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(features))]})
-    return FeatureSet(features=features.astype(np.float16), index=index, meta=meta)
 
 
 @pytest.fixture(scope="module")

@@ -203,7 +203,6 @@ def compute_metrics(
 def _describe(record: dict, grid: dict) -> dict:
     """Columns that say which design choice a result row stands for (grid axes included)."""
     cfg = record.get("method_config") or {}
-    fusion = record.get("fusion") or cfg.get("fusion") or "concat"
     cell = grid.get(record["method"], {"base": record["method"], "axes": {}})
     return {
         "kind": record.get("kind"),
@@ -212,9 +211,9 @@ def _describe(record: dict, grid: dict) -> dict:
         "backbone": record.get("backbone"),
         "backbone_model": record.get("model"),
         "weights": record.get("weights"),
-        "fusion": fusion.get("mode") if isinstance(fusion, dict) else fusion,
+        "fusion": record.get("fusion"),
         "feature_dim": record.get("feature_dim"),
-        "bank": record.get("bank") or cfg.get("bank"),
+        "bank": record.get("bank"),
         "seed": cfg.get("seed"),
     }
 

@@ -24,6 +24,7 @@ import numpy as np
 from iadbench.errors import CacheError
 from iadbench.features.fusion import Fusion, FusionState, layer_dims_of
 from iadbench.features.store import FeatureSet
+from iadbench.io import save_json
 
 
 class Method(ABC):
@@ -36,6 +37,22 @@ class Method(ABC):
         self.cfg = cfg
         self.seed = int(cfg.get("seed", 0))
         self.device = device
+
+    def save_state(
+        self, state_dir: Path, train: FeatureSet, fusion: FusionState, feature_dim: int, **extra
+    ) -> dict:
+        """Write ``state.json``: what every fitted method records (see :func:`load_state`)."""
+        summary = {
+            "kind": self.kind,
+            "config": self.cfg,
+            "n_train_images": int(train.features.shape[0]),
+            **extra,
+            "feature_dim": int(feature_dim),
+            "fusion": fusion.to_dict(),
+            "features": train.meta,
+        }
+        save_json(Path(state_dir) / "state.json", summary)
+        return summary
 
     @abstractmethod
     def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:

@@ -28,7 +28,7 @@ from iadbench.device import resolve_device
 from iadbench.errors import ConfigError
 from iadbench.features.fusion import Fusion, FusionState
 from iadbench.features.store import FeatureSet
-from iadbench.io import save_json, save_npy
+from iadbench.io import save_npy
 from iadbench.methods.base import Method, fit_fusion, load_state
 from iadbench.methods.patchcore import smooth_map
 
@@ -113,16 +113,7 @@ class Padim(Method):
         state_dir = Path(state_dir)
         save_npy(state_dir / "mean.npy", mean.reshape(h, w, d).numpy())
         save_npy(state_dir / "inv_cov.npy", inv_cov.reshape(h, w, d, d).numpy())
-        summary = {
-            "kind": self.kind,
-            "config": self.cfg,
-            "n_train_images": int(n_images),
-            "channels": channels.tolist(),
-            "feature_dim": d,
-            "fusion": fusion.to_dict(),
-            "features": train.meta,
-        }
-        save_json(state_dir / "state.json", summary)
+        summary = self.save_state(state_dir, train, fusion, d, channels=channels.tolist())
         log.info("padim: %d of %d fused channels, %dx%d positions", d, fusion.output_dim, h, w)
         return summary
 

@@ -22,7 +22,6 @@ from scipy.ndimage import gaussian_filter
 from iadbench.device import resolve_device
 from iadbench.features.fusion import Fusion, FusionState
 from iadbench.features.store import FeatureSet
-from iadbench.io import save_json
 from iadbench.methods.banks import Bank, build_bank, check_bank_config
 from iadbench.methods.base import Method, fit_fusion, load_state
 from iadbench.methods.knn import KnnIndex, resolve_backend
@@ -81,18 +80,15 @@ class PatchCore(Method):
         patches = torch.from_numpy(feats.reshape(-1, feats.shape[-1]))
         bank = build_bank(patches, self.cfg, self.seed, resolve_device(self.device))
         state_dir = Path(state_dir)
-        summary = {
-            "kind": self.kind,
-            "config": self.cfg,
-            "n_train_images": int(feats.shape[0]),
-            "n_train_patches": int(patches.shape[0]),
-            "bank": bank.save(state_dir),
-            "bank_size": len(bank.vectors),
-            "feature_dim": bank.dim,
-            "fusion": fusion.to_dict(),
-            "features": train.meta,
-        }
-        save_json(state_dir / "state.json", summary)
+        summary = self.save_state(
+            state_dir,
+            train,
+            fusion,
+            bank.dim,
+            n_train_patches=int(patches.shape[0]),
+            bank=bank.save(state_dir),
+            bank_size=len(bank.vectors),
+        )
         log.info("patchcore %s bank: %d of %d patches", bank.kind, len(bank.vectors), len(patches))
         return summary
 
