@@ -1,4 +1,5 @@
-# iadbench: manifest -> features -> fit -> score -> metrics -> summary -> report.
+# iadbench: manifest -> features -> fit | train -> score (test, val) -> metrics -> summary, report.
+# Building this DAG imports no torch: method kinds declare their needs in a torch-free module.
 from snakemake.utils import min_version
 
 from iadbench.config import check_config_file, prepare_config
@@ -13,24 +14,25 @@ if not workflow.config_settings.configfiles:
 
 
 CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or ["config/config.yaml"]
-for path in CONFIG_FILES:
-    check_config_file(path)
+for config_file in CONFIG_FILES:
+    check_config_file(config_file)
 # Defaults filled in; grids and seed lists become one validated method entry per cell.
 _concrete, GRID = prepare_config(config, workflow.source_path("config/schema.yaml"), CONFIG_FILES)
 config.update(_concrete)
 
 
+include: "rules/paths.smk"
 include: "rules/common.smk"
 
 
 wildcard_constraints:
-    dataset=_alternation(DATASETS),
-    backbone=_alternation(BACKBONES),
-    method=_alternation(METHODS),
-    split="train|test",
+    dataset=alternation(DATASETS),
+    backbone=alternation(BACKBONES),
+    method=alternation(METHODS),
+    train_set=alternation(TRAIN_SETS),
+    split="train|train_labelled|val|test",
     category="[^/]+",
     train_category="[^/]+",
-    other="[^/]+",
 
 
 include: "rules/data.smk"
@@ -44,6 +46,7 @@ include: "rules/cross_domain.smk"
 rule all:
     default_target: True
     input:
-        rules.aggregate.output,
+        rules.summary.output,
         rules.report.output.html,
+        val_targets(),
         cross_domain_outputs(),

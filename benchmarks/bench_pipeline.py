@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iadbench.backbones import load_backbone
-from iadbench.features import aggregate_patches
+from iadbench.backbones.loader import load_backbone
+from iadbench.features.patches import locally_aware_patches
 from iadbench.methods.coreset import approximate_greedy_coreset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 def bench_extraction(n_images: int = 64, batch: int = 16) -> float:
     backbone = load_backbone("efficientnet_lite0", "pretrained")
     images = torch.randn(batch, 3, 224, 224)
-    aggregate_patches(backbone.taps(images))  # warm-up
+    locally_aware_patches(backbone.taps(images))  # warm-up
     start = time.perf_counter()
     for _ in range(n_images // batch):
-        aggregate_patches(backbone.taps(images))
+        locally_aware_patches(backbone.taps(images))
     return n_images / (time.perf_counter() - start)
 
 

@@ -1,18 +1,21 @@
-# Helpers shared by the rule files: config slices, target lists, wildcard constraints.
+# Helpers shared by the rule files: config slices, what each method needs, target lists and the
+# input functions that decide which files a job reads. Reads no torch (see methods/kinds.py).
 import os
 import re
 
 import pandas as pd
 
-from iadbench.config import cross_domain_pairs, method_datasets
+from iadbench.config import cross_domain_pairs, dataset_splits, method_datasets
+from iadbench.methods.kinds import needs_of
 
 DATASETS = list(config["datasets"])
 BACKBONES = list(config["backbones"])
 METHODS = list(config["methods"])
-SPLITS = ["train", "test"]
+TRAIN_SETS = list(config.get("train_sets") or {})
+NEEDS = {name: needs_of(entry) for name, entry in config["methods"].items()}
 
 
-def _alternation(names):
+def alternation(names):
     return "|".join(re.escape(n) for n in names) if names else "$^"
 
 
@@ -24,21 +27,27 @@ def method_cfg(wildcards):
     return config["methods"][wildcards.method]
 
 
-def backbone_of(wildcards):
-    return config["methods"][wildcards.method]["backbone"]
+def backbone_of(method):
+    return config["methods"][method].get("backbone")
 
 
 def backbone_cfg(wildcards):
-    return config["backbones"][backbone_of(wildcards)]
+    name = backbone_of(wildcards.method) if hasattr(wildcards, "method") else wildcards.backbone
+    return config["backbones"][name] if name else None
 
 
-def geometry_of(dataset):
+def geometry(dataset):
+    """A dataset's resize/crop/mask threshold: what features, maps and metrics agree on."""
     d = config["datasets"][dataset]
     return {"resize": d["resize"], "crop": d["crop"], "mask_threshold": d["mask_threshold"]}
 
 
 def geometry_cfg(wildcards):
-    return geometry_of(wildcards.dataset)
+    return geometry(wildcards.dataset)
+
+
+def train_set_cfg(wildcards):
+    return config["train_sets"][wildcards.train_set]
 
 
 def demo_entry(root):
@@ -61,38 +70,138 @@ def categories_of(dataset):
     return sorted(pd.read_parquet(manifest, columns=["category"])["category"].unique())
 
 
-def feature_file(kind, split, category="category"):
-    def inner(wildcards):
-        return "results/{dataset}/features/{backbone}/{category}/{split}.{kind}".format(
-            dataset=wildcards.dataset,
-            backbone=backbone_of(wildcards),
-            category=getattr(wildcards, category),
-            split=split,
-            kind=kind,
-        )
+def train_set_categories(train_set):
+    spec = config["train_sets"][train_set]
+    if spec["categories"] == "all":
+        return categories_of(spec["dataset"])
+    return list(spec["categories"])
 
-    return inner
+
+def feature_files(dataset, method, category, split):
+    """The cached features of one (category, split) with the method's backbone."""
+    fields = dict(dataset=dataset, backbone=backbone_of(method), category=category, split=split)
+    return {
+        "npy": path(FEATURES, ext="npy", **fields),
+        "index": path(FEATURES, ext="parquet", **fields),
+    }
+
+
+def model_for(wildcards):
+    """The one place that says which state a score job reads, from the method's needs.
+
+    Zero-shot: none. Per-category fit: the category's own fit, or ``train_category``'s in the
+    cross-category study. Trained on a train set: the method's ``train_on`` model.
+    """
+    training = NEEDS[wildcards.method].training
+    if training == "per_category":
+        category = getattr(wildcards, "train_category", wildcards.category)
+        return {
+            "state": path(
+                FIT_STATE, dataset=wildcards.dataset, method=wildcards.method, category=category
+            )
+        }
+    if training == "train_set":
+        train_set = config["methods"][wildcards.method]["train_on"]
+        return {"state": path(TRAINED, method=wildcards.method, train_set=train_set)}
+    return {}
+
+
+def score_inputs(wildcards):
+    """What a score job reads: the manifest, its model, and what the kind's needs name."""
+    needs = NEEDS[wildcards.method]
+    inputs = {"manifest": path(MANIFEST, dataset=wildcards.dataset), **model_for(wildcards)}
+    if "features" in needs.inputs:
+        inputs.update(
+            feature_files(wildcards.dataset, wildcards.method, wildcards.category, wildcards.split)
+        )
+    for role, other in (config["methods"][wildcards.method].get("uses") or {}).items():
+        inputs[f"uses_{role}"] = path(
+            SCORES,
+            dataset=wildcards.dataset,
+            method=other,
+            category=wildcards.category,
+            split=wildcards.split,
+            file="scores.parquet",
+        )
+    return inputs
+
+
+def fit_inputs(wildcards):
+    """A per-category fit reads the category's ``train`` split."""
+    inputs = {"manifest": path(MANIFEST, dataset=wildcards.dataset)}
+    if "features" in NEEDS[wildcards.method].inputs:
+        inputs.update(
+            feature_files(wildcards.dataset, wildcards.method, wildcards.category, "train")
+        )
+    return inputs
+
+
+def train_inputs(wildcards):
+    """A train-set training reads every category of its train set (features when needed)."""
+    spec = config["train_sets"][wildcards.train_set]
+    inputs = {"manifest": path(MANIFEST, dataset=spec["dataset"])}
+    if "features" in NEEDS[wildcards.method].inputs:
+        files = [
+            feature_files(spec["dataset"], wildcards.method, c, spec["split"])
+            for c in train_set_categories(wildcards.train_set)
+        ]
+        inputs["npy"] = [f["npy"] for f in files]
+        inputs["index"] = [f["index"] for f in files]
+    return inputs
+
+
+def train_params(wildcards):
+    """The train set's spec and its dataset's geometry, as one rerun-triggering params value."""
+    spec = config["train_sets"][wildcards.train_set]
+    return {
+        **spec,
+        "categories": train_set_categories(wildcards.train_set),
+        "geometry": geometry(spec["dataset"]),
+    }
 
 
 def result_cells():
     """(method, dataset, category) for every result the config asks for."""
     return [
-        (m, d, c)
-        for m in METHODS
-        for d in method_datasets(config, m)
-        for c in categories_of(d)
+        (m, d, c) for m in METHODS for d in method_datasets(config, m) for c in categories_of(d)
     ]
 
 
+def score_file(method, dataset, category, file, split="test"):
+    return path(SCORES, dataset=dataset, method=method, category=category, split=split, file=file)
+
+
 def metric_targets(wildcards):
-    return [f"results/{d}/metrics/{m}/{c}.json" for m, d, c in result_cells()]
+    """Reported metrics: the test split of every result cell."""
+    return [
+        path(METRICS, dataset=d, method=m, category=c, split="test")
+        for m, d, c in result_cells()
+    ]
 
 
-def score_targets(kind):
+def score_targets(file):
     def inner(wildcards):
-        return [f"results/{d}/scores/{m}/{c}/{kind}" for m, d, c in result_cells()]
+        return [score_file(m, d, c, file) for m, d, c in result_cells()]
 
     return inner
+
+
+def val_targets():
+    """Metrics on ``val`` for datasets that have one: thresholds, calibration, selection."""
+
+    def inner(wildcards):
+        return [
+            path(METRICS, dataset=d, method=m, category=c, split=split)
+            for m, d, c in result_cells()
+            for split in dataset_splits(config["datasets"][d])
+            if split != "test"
+        ]
+
+    return inner
+
+
+def manifest_files():
+    return [path(MANIFEST, dataset=d) for d in DATASETS]
 
 
 def cross_cells():
@@ -100,7 +209,7 @@ def cross_cells():
 
 
 def cross_domain_outputs():
-    return ["results/summary/cross_domain.csv"] if config.get("cross_domain") else []
+    return [CROSS_SUMMARY] if config.get("cross_domain") else []
 
 
 def report_items(wildcards):
@@ -110,10 +219,10 @@ def report_items(wildcards):
             "dataset": d,
             "method": m,
             "category": c,
-            "scores": f"results/{d}/scores/{m}/{c}/scores.parquet",
-            "maps": f"results/{d}/scores/{m}/{c}/maps.npy",
-            "manifest": f"results/{d}/manifest.parquet",
-            **geometry_of(d),
+            "scores": score_file(m, d, c, "scores.parquet"),
+            "maps": score_file(m, d, c, "maps.npy"),
+            "manifest": path(MANIFEST, dataset=d),
+            **geometry(d),
         }
         for m, d, c in result_cells()
     ]
@@ -121,15 +230,19 @@ def report_items(wildcards):
 
 def cross_metric(cell):
     """In-domain cells reuse the category's own metrics; the others have their own target."""
+    fields = dict(dataset=cell["dataset"], method=cell["method"], split="test")
     if cell["train"] == cell["test"]:
-        return f"results/{cell['dataset']}/metrics/{cell['method']}/{cell['test']}.json"
-    return (
-        f"results/{cell['dataset']}/cross/{cell['method']}/{cell['train']}/{cell['test']}.json"
-    )
+        return path(METRICS, category=cell["test"], **fields)
+    return path(CROSS_METRICS, train_category=cell["train"], category=cell["test"], **fields)
 
 
 def cross_distance(cell):
     """Distances are symmetric: one file per unordered category pair."""
-    backbone = config["methods"][cell["method"]]["backbone"]
     a, b = sorted((cell["train"], cell["test"]))
-    return f"results/{cell['dataset']}/domain/{backbone}/{a}/{b}.json"
+    return path(
+        DOMAIN,
+        dataset=cell["dataset"],
+        backbone=backbone_of(cell["method"]),
+        train_category=a,
+        category=b,
+    )

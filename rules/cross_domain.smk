@@ -1,72 +1,48 @@
-# Cross-domain grid: fit on category A (the usual fit target), score category B's test split,
-# and measure how far apart A's and B's training features are.
+# Cross-category study: a per-category fit (model_for with train_category) scores another
+# category of the same dataset; domain distances measure how far apart the two are.
 
 
-rule score_cross:
-    input:
-        state="results/{dataset}/models/{method}/{train_category}",
-        npy=feature_file("npy", "test"),
-        index=feature_file("parquet", "test"),
+use rule score as score_cross with:
     output:
-        scores="results/{dataset}/cross/{method}/{train_category}/{category}/scores.parquet",
-        maps="results/{dataset}/cross/{method}/{train_category}/{category}/maps.npy",
-    params:
-        method=method_cfg,
-        backbone=backbone_cfg,
-        geometry=geometry_cfg,
-        device=config["device"],
+        scores=path(CROSS_SCORES, file="scores.parquet"),
+        maps=path(CROSS_SCORES, file="maps.npy"),
     log:
-        "results/logs/score_cross/{dataset}/{method}/{train_category}/{category}.log",
-    conda:
-        "../envs/torch.yaml"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
-    script:
-        "../workflow/scripts/score.py"
+        log_of("score_cross", "{dataset}/{method}/{train_category}/{category}/{split}"),
+    benchmark:
+        benchmark_of("score_cross", "{dataset}/{method}/{train_category}/{category}/{split}")
 
 
-rule metrics_cross:
+use rule metrics as metrics_cross with:
     input:
+        unpack(model_for),
         scores=rules.score_cross.output.scores,
         maps=rules.score_cross.output.maps,
         manifest=rules.manifest.output[0],
-        state="results/{dataset}/models/{method}/{train_category}",
     output:
-        "results/{dataset}/cross/{method}/{train_category}/{category}.json",
-    params:
-        geometry=geometry_cfg,
-        fpr_limit=config["fpr_limit"],
-        method=method_cfg,
+        CROSS_METRICS,
     log:
-        "results/logs/metrics_cross/{dataset}/{method}/{train_category}/{category}.log",
-    conda:
-        "../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    script:
-        "../workflow/scripts/metrics.py"
+        log_of("metrics_cross", "{dataset}/{method}/{train_category}/{category}/{split}"),
+    benchmark:
+        benchmark_of("metrics_cross", "{dataset}/{method}/{train_category}/{category}/{split}")
 
 
 rule domain_distance:
     input:
-        a_npy="results/{dataset}/features/{backbone}/{train_category}/train.npy",
-        a_index="results/{dataset}/features/{backbone}/{train_category}/train.parquet",
-        b_npy="results/{dataset}/features/{backbone}/{category}/train.npy",
-        b_index="results/{dataset}/features/{backbone}/{category}/train.parquet",
+        a_npy=path(FEATURES, category="{train_category}", split="train", ext="npy"),
+        a_index=path(FEATURES, category="{train_category}", split="train", ext="parquet"),
+        b_npy=path(FEATURES, split="train", ext="npy"),
+        b_index=path(FEATURES, split="train", ext="parquet"),
     output:
-        "results/{dataset}/domain/{backbone}/{train_category}/{category}.json",
+        DOMAIN,
     params:
-        backbone=lambda wc: config["backbones"][wc.backbone],
+        backbone=backbone_cfg,
         geometry=geometry_cfg,
         seed=0,
         max_samples=2000,
     log:
-        "results/logs/domain_distance/{dataset}/{backbone}/{train_category}/{category}.log",
+        log_of("domain_distance", "{dataset}/{backbone}/{train_category}/{category}"),
+    benchmark:
+        benchmark_of("domain_distance", "{dataset}/{backbone}/{train_category}/{category}")
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -82,11 +58,13 @@ rule cross_summary:
         metrics=lambda wc: [cross_metric(c) for c in cross_cells()],
         distances=lambda wc: [cross_distance(c) for c in cross_cells()],
     output:
-        "results/summary/cross_domain.csv",
+        CROSS_SUMMARY,
     params:
         cells=lambda wc: cross_cells(),
     log:
-        "results/logs/cross_summary.log",
+        log_of("cross_summary", "cross_summary"),
+    benchmark:
+        benchmark_of("cross_summary", "cross_summary")
     conda:
         "../envs/core.yaml"
     threads: 1

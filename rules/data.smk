@@ -5,7 +5,9 @@ rule demo_dataset:
         demo=lambda wc: demo_entry(wc.root)["demo"],
         categories=lambda wc: demo_entry(wc.root)["categories"],
     log:
-        "results/logs/demo_dataset/{root}.log",
+        log_of("demo_dataset", "{root}"),
+    benchmark:
+        benchmark_of("demo_dataset", "{root}")
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -20,11 +22,13 @@ checkpoint manifest:
     input:
         dataset_source,
     output:
-        "results/{dataset}/manifest.parquet",
+        MANIFEST,
     params:
         dataset=dataset_cfg,
     log:
-        "results/logs/manifest/{dataset}.log",
+        log_of("manifest", "{dataset}"),
+    benchmark:
+        benchmark_of("manifest", "{dataset}")
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -1,18 +1,19 @@
 rule metrics:
     input:
+        unpack(model_for),
         scores=rules.score.output.scores,
         maps=rules.score.output.maps,
         manifest=rules.manifest.output[0],
-        state=rules.fit.output.state,
     output:
-        "results/{dataset}/metrics/{method}/{category}.json",
+        METRICS,
     params:
         geometry=geometry_cfg,
         fpr_limit=config["fpr_limit"],
         method=method_cfg,
-        backbone=lambda wc: config["backbones"][backbone_of(wc)],
     log:
-        "results/logs/metrics/{dataset}/{method}/{category}.log",
+        log_of("metrics", "{dataset}/{method}/{category}/{split}"),
+    benchmark:
+        benchmark_of("metrics", "{dataset}/{method}/{category}/{split}")
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -23,22 +24,24 @@ rule metrics:
         "../workflow/scripts/metrics.py"
 
 
-rule aggregate:
+rule summary:
     input:
         metrics=metric_targets,
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
-        manifests=expand("results/{dataset}/manifest.parquet", dataset=DATASETS),
+        manifests=manifest_files(),
     output:
-        csv="results/summary/metrics.csv",
-        md="results/summary/metrics.md",
+        csv=SUMMARY_CSV,
+        md=SUMMARY_MD,
     params:
         dataset_names=DATASETS,
-        datasets={d: geometry_of(d) for d in DATASETS},
+        datasets={d: geometry(d) for d in DATASETS},
         grid=GRID,
         fpr_limit=config["fpr_limit"],
     log:
-        "results/logs/aggregate.log",
+        log_of("summary", "summary"),
+    benchmark:
+        benchmark_of("summary", "summary")
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -46,30 +49,29 @@ rule aggregate:
         mem_mb=8000,
         runtime=30,
     script:
-        "../workflow/scripts/aggregate.py"
-
+        "../workflow/scripts/summary.py"
 
 
 rule report:
     input:
         unpack(
-            lambda wc: {"cross_domain": "results/summary/cross_domain.csv"}
-            if config.get("cross_domain")
-            else {}
+            lambda wc: {"cross_domain": CROSS_SUMMARY} if config.get("cross_domain") else {}
         ),
-        summary=rules.aggregate.output.csv,
+        summary=rules.summary.output.csv,
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
-        manifests=expand("results/{dataset}/manifest.parquet", dataset=DATASETS),
+        manifests=manifest_files(),
         references=os.path.join(workflow.basedir, "config", "references.yaml"),
     output:
-        html="results/summary/report.html",
-        figures=directory("results/summary/report_figures"),
+        html=REPORT_HTML,
+        figures=directory(REPORT_FIGURES),
     params:
         score_items=report_items,
         title="iadbench results",
     log:
-        "results/logs/report.log",
+        log_of("report", "report"),
+    benchmark:
+        benchmark_of("report", "report")
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -2,14 +2,16 @@ rule extract:
     input:
         manifest=rules.manifest.output[0],
     output:
-        npy="results/{dataset}/features/{backbone}/{category}/{split}.npy",
-        index="results/{dataset}/features/{backbone}/{category}/{split}.parquet",
+        npy=path(FEATURES, ext="npy"),
+        index=path(FEATURES, ext="parquet"),
     params:
-        backbone=lambda wc: config["backbones"][wc.backbone],
+        backbone=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     log:
-        "results/logs/extract/{dataset}/{backbone}/{category}/{split}.log",
+        log_of("extract", "{dataset}/{backbone}/{category}/{split}"),
+    benchmark:
+        benchmark_of("extract", "{dataset}/{backbone}/{category}/{split}")
     conda:
         "../envs/torch.yaml"
     threads: 2

@@ -1,16 +1,20 @@
+# Models: a per-category fit (one-class methods) or one training on a named train set.
+
+
 rule fit:
     input:
-        npy=feature_file("npy", "train"),
-        index=feature_file("parquet", "train"),
+        unpack(fit_inputs),
     output:
-        state=directory("results/{dataset}/models/{method}/{category}"),
+        state=directory(FIT_STATE),
     params:
         method=method_cfg,
-        backbone=lambda wc: config["backbones"][backbone_of(wc)],
+        backbone=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     log:
-        "results/logs/fit/{dataset}/{method}/{category}.log",
+        log_of("fit", "{dataset}/{method}/{category}"),
+    benchmark:
+        benchmark_of("fit", "{dataset}/{method}/{category}")
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -20,3 +24,29 @@ rule fit:
         runtime=120,
     script:
         "../workflow/scripts/fit.py"
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        state=directory(TRAINED),
+    params:
+        method=method_cfg,
+        backbone=backbone_cfg,
+        train_set=train_params,
+        resume_root=RESUME_ROOT,
+        device=config["device"],
+    log:
+        log_of("train", "{method}/{train_set}"),
+    benchmark:
+        benchmark_of("train", "{method}/{train_set}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=480,
+    script:
+        "../workflow/scripts/train.py"

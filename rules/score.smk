@@ -1,18 +1,21 @@
+# Scoring any split of any dataset; which model a job reads is model_for()'s decision.
+
+
 rule score:
     input:
-        state=rules.fit.output.state,
-        npy=feature_file("npy", "test"),
-        index=feature_file("parquet", "test"),
+        unpack(score_inputs),
     output:
-        scores="results/{dataset}/scores/{method}/{category}/scores.parquet",
-        maps="results/{dataset}/scores/{method}/{category}/maps.npy",
+        scores=path(SCORES, file="scores.parquet"),
+        maps=path(SCORES, file="maps.npy"),
     params:
         method=method_cfg,
-        backbone=lambda wc: config["backbones"][backbone_of(wc)],
+        backbone=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     log:
-        "results/logs/score/{dataset}/{method}/{category}.log",
+        log_of("score", "{dataset}/{method}/{category}/{split}"),
+    benchmark:
+        benchmark_of("score", "{dataset}/{method}/{category}/{split}")
     conda:
         "../envs/torch.yaml"
     threads: 2

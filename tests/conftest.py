@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,12 @@ import pytest
 from PIL import Image
 
 from iadbench.features.store import FeatureSet
+from iadbench.methods.base import MethodInputs
 
 REPO = Path(__file__).resolve().parents[1]
+# Plugin method kinds (kind: "module:Class") used by the tests of the kind mechanism.
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+sys.path.insert(0, str(PLUGINS))
 SHARED_MVTEC = REPO.parent / "shared" / "data" / "mvtec_ad"
 
 
@@ -28,6 +33,11 @@ def feature_set(features: np.ndarray, layer_dims=None, config_hash: str = "h") -
         meta["layer_dims"] = layer_dims
     index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(features))]})
     return FeatureSet(features=features.astype(np.float16), index=index, meta=meta)
+
+
+def feature_inputs(features: np.ndarray, layer_dims=None, config_hash: str = "h") -> MethodInputs:
+    """:func:`feature_set` wrapped as the inputs a feature method's fit/score reads."""
+    return MethodInputs.of_features(feature_set(features, layer_dims, config_hash))
 
 
 @pytest.fixture

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from iadbench.backbones import (
-    REGISTRY,
-    build_model,
-    load_backbone,
-    resolve_layers,
-    resolve_weights,
-    spec_for,
-)
+from iadbench.backbones.loader import build_model, load_backbone
+from iadbench.backbones.registry import REGISTRY, resolve_layers, spec_for
+from iadbench.backbones.weights import resolve_weights
 from iadbench.errors import ConfigError, WeightsError
-from iadbench.features import aggregate_patches
+from iadbench.features.patches import locally_aware_patches
 
 
 @pytest.fixture
@@ -282,11 +277,11 @@ def test_patch_aggregation_shapes_and_neighbourhood():
     fine = torch.zeros(1, 2, 8, 8)
     fine[0, 0, 4, 4] = 9.0
     coarse = torch.ones(1, 3, 4, 4)
-    out = aggregate_patches([fine, coarse], patch_size=3)
+    out = locally_aware_patches([fine, coarse], patch_size=3)
     assert out.shape == (1, 8, 8, 5)
     # 3x3 average spreads the spike to its 8 neighbours and nowhere else.
     assert out[0, 3:6, 3:6, 0].min() == pytest.approx(1.0)
     assert out[0, 0, 0, 0] == 0.0
     assert torch.allclose(out[..., 2:], torch.ones(1, 8, 8, 3))
-    reduced = aggregate_patches([fine, coarse], patch_size=3, dim=2)
+    reduced = locally_aware_patches([fine, coarse], patch_size=3, dim=2)
     assert reduced.shape == (1, 8, 8, 2)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from conftest import write_png
 
-from iadbench.backbones import spec_for
+from iadbench.backbones.registry import spec_for
 from iadbench.backbones.weights import resolve_weights
 from iadbench.config import check_config_file, prepare_config
 from iadbench.errors import CacheError, ConfigError, DataError, WeightsError

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import feature_set
+from conftest import feature_inputs
 
 from iadbench.errors import CacheError, ConfigError
 from iadbench.methods import build_method
-from iadbench.methods.banks import BANKS, Bank, build_bank, check_bank_config
+from iadbench.methods.banks import Bank, build_bank
 from iadbench.methods.coreset import approximate_greedy_coreset
-from iadbench.methods.patchcore import DEFAULTS
+from iadbench.methods.kinds import BANKS, PatchCoreParams
 
 CPU = torch.device("cpu")
 
@@ -28,7 +28,7 @@ def sets():
 
     test = normal(8)
     test[4:, 2, 2] += 8.0
-    return feature_set(normal(12), [4, 8]), feature_set(test, [4, 8])
+    return feature_inputs(normal(12), [4, 8]), feature_inputs(test, [4, 8])
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def patches():
 
 
 def cfg(**overrides):
-    return {**DEFAULTS, **overrides}
+    return {**PatchCoreParams().to_dict(), **overrides}
 
 
 def test_greedy_bank_is_the_approximate_coreset(patches):
@@ -83,7 +83,7 @@ def test_kmeans_bank_is_seeded_and_capped(patches):
 
 def test_bank_config_is_validated():
     with pytest.raises(ConfigError, match="unknown patchcore bank"):
-        check_bank_config(cfg(bank="annoy"))
+        PatchCoreParams.from_entry(cfg(bank="annoy"))
     with pytest.raises(ConfigError, match="coreset"):
         build_method({"kind": "patchcore", "backbone": "x", "coreset": 0})
     with pytest.raises(ConfigError, match="fusion"):
@@ -122,6 +122,6 @@ def test_patchcore_refuses_features_from_another_config(sets, tmp_path):
     train, test = sets
     method = build_method({"kind": "patchcore", "backbone": "x", "coreset": 0.2})
     method.fit(train, tmp_path)
-    other = feature_set(np.asarray(test.features, np.float32), [4, 8], config_hash="other")
+    other = feature_inputs(np.asarray(test.features.features, np.float32), [4, 8], "other")
     with pytest.raises(CacheError, match="different backbone config"):
         method.score(tmp_path, other, (20, 20))

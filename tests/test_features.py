@@ -7,9 +7,9 @@ import torch
 
 from iadbench.data.manifest import build_manifest
 from iadbench.errors import CacheError, ConfigError
-from iadbench.features import aggregate_patches, layer_shares, load_features, write_features
 from iadbench.features.extract import FORMAT_VERSION, FeatureConfig, extract_features
-from iadbench.features.store import config_hash
+from iadbench.features.patches import layer_shares, locally_aware_patches
+from iadbench.features.store import config_hash, load_features, write_features
 
 GEOMETRY = {"resize": 64, "crop": 64}
 
@@ -37,11 +37,11 @@ def test_layer_shares_are_proportional_and_sum_to_dim():
 
 def test_reduction_is_per_tap_so_blocks_stay_separable():
     fine, coarse = torch.randn(1, 6, 8, 8), torch.randn(1, 12, 4, 4)
-    out = aggregate_patches([fine, coarse], patch_size=3, dim=9)
+    out = locally_aware_patches([fine, coarse], patch_size=3, dim=9)
     assert out.shape == (1, 8, 8, 9)
-    assert torch.allclose(out[..., :3], aggregate_patches([fine], patch_size=3, dim=3))
+    assert torch.allclose(out[..., :3], locally_aware_patches([fine], patch_size=3, dim=3))
     # The coarse block is the coarse tap alone: changing the fine tap leaves it untouched.
-    other = aggregate_patches([torch.zeros_like(fine), coarse], patch_size=3, dim=9)
+    other = locally_aware_patches([torch.zeros_like(fine), coarse], patch_size=3, dim=9)
     assert torch.equal(out[..., 3:], other[..., 3:])
 
 

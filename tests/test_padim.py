@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import feature_set
+from conftest import feature_inputs
 
 from iadbench.errors import ConfigError
 from iadbench.methods import build_method, padim
@@ -57,11 +57,11 @@ def test_padim_scores_planted_anomalies_highest(gaussian, tmp_path):
             "sigma": 1,
         }
     )
-    method.fit(feature_set(train, [2, 4]), tmp_path)
+    method.fit(feature_inputs(train, [2, 4]), tmp_path)
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["feature_dim"] == 4 and state["fusion"]["output_dim"] == 6
     assert state["channels"] == choose_channels(6, 4, 1).tolist()
-    scores, maps = method.score(tmp_path, feature_set(test, [2, 4]), (12, 16))
+    scores, maps = method.score(tmp_path, feature_inputs(test, [2, 4]), (12, 16))
     assert maps.shape == (6, 12, 16) and np.isfinite(maps).all()
     assert scores[3:].min() > scores[:3].max()
     peak = np.unravel_index(maps[3:].mean(0).argmax(), (12, 16))
@@ -72,6 +72,6 @@ def test_padim_refuses_oversized_state_and_bad_config(gaussian, tmp_path, monkey
     monkeypatch.setattr(padim, "MAX_STATE_BYTES", 1000)
     method = build_method({"kind": "padim", "backbone": "x"})
     with pytest.raises(ConfigError, match="lower n_features"):
-        method.fit(feature_set(gaussian[0]), tmp_path)
+        method.fit(feature_inputs(gaussian[0]), tmp_path)
     with pytest.raises(ConfigError, match="epsilon"):
         build_method({"kind": "padim", "backbone": "x", "epsilon": 0})

@@ -52,16 +52,16 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
     ]
 
 
-def snakemake(workdir: Path, *args: str) -> str:
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> str:
     cmd = snakemake_cmd(workdir, "--cores", "2", "--resources", "gpu=1", *args)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
 
-def planned_rules(workdir: Path) -> dict[str, int]:
+def planned_rules(workdir: Path, env: dict | None = None) -> dict[str, int]:
     """Rule -> job count from a dry run's 'Job stats' table ({} when nothing is to be done)."""
-    out = snakemake(workdir, "--dry-run")
+    out = snakemake(workdir, "--dry-run", env=env)
     if "Nothing to be done" in out:
         return {}
     lines = out.split("Job stats:")[1].splitlines()[3:]
@@ -93,8 +93,8 @@ def test_full_run_produces_summary_and_per_category_results(finished_run):
     assert set(summary["average"]) == {"per_category", "macro", "micro"}
     assert summary["weights"].str.contains("efficientnet-lite0").all()
     for cat in ("brick", "gravel"):
-        assert (finished_run / f"results/demo/metrics/pc/{cat}.json").exists()
-        scores = pd.read_parquet(finished_run / f"results/demo/scores/pc/{cat}/scores.parquet")
+        assert (finished_run / f"results/demo/metrics/pc/{cat}/test.json").exists()
+        scores = pd.read_parquet(finished_run / f"results/demo/scores/pc/{cat}/test/scores.parquet")
         assert len(scores) == 3 + 4 and scores["score"].notna().all()
     assert (finished_run / "results/summary/metrics.md").read_text().count("macro") >= 1
 
@@ -104,7 +104,7 @@ def test_two_runs_with_the_same_seeds_are_byte_identical(finished_run, tmp_path)
     write_config(tmp_path, TINY)
     snakemake(tmp_path)
     outputs = ["results/summary/metrics.csv"] + [
-        f"results/demo/scores/pc/{cat}/scores.parquet" for cat in ("brick", "gravel")
+        f"results/demo/scores/pc/{cat}/test/scores.parquet" for cat in ("brick", "gravel")
     ]
     for name in outputs:
         assert (tmp_path / name).read_bytes() == (finished_run / name).read_bytes(), name

@@ -37,7 +37,7 @@ def _manifest(args: argparse.Namespace) -> None:
 
 
 def _backbones(_: argparse.Namespace) -> None:
-    from iadbench.backbones import REGISTRY
+    from iadbench.backbones.registry import REGISTRY
 
     for name, spec in sorted(REGISTRY.items()):
         print(

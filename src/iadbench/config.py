@@ -17,7 +17,7 @@ import yaml
 
 from iadbench.backbones.registry import REGISTRY, resolve_layers
 from iadbench.errors import ConfigError
-from iadbench.methods import METHODS, build_method
+from iadbench.methods.kinds import needs_of, params_of
 
 GRID_SEPARATOR = "+"
 
@@ -50,10 +50,20 @@ def prepare_config(config: dict, schema_path: str | Path, sources: list[str]) ->
     try:
         config["methods"], grid = expand_methods(config["methods"])
         check_references(config)
+        config["methods"] = {name: complete(entry) for name, entry in config["methods"].items()}
     except ConfigError as exc:
         raise ConfigError(f"{', '.join(map(str, sources))}: {exc}") from None
     validate_schema(config, schema_path, sources)
     return config, grid
+
+
+def complete(entry: dict) -> dict:
+    """A method entry with every parameter of its kind filled in from the kind's dataclass.
+
+    Rules pass entries to jobs as ``params:``; a complete entry makes Snakemake's params
+    trigger see a changed default exactly like a changed value.
+    """
+    return {**entry, **params_of(entry).to_dict()}
 
 
 def method_datasets(config: dict, method: str) -> list[str]:
@@ -87,7 +97,7 @@ def expand_methods(methods: dict) -> tuple[dict, dict]:
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"method {base!r}: grid {key!r} must be a non-empty list")
-            if key in ("kind", "datasets", "grid"):
+            if key in ("kind", "datasets", "grid", "uses"):
                 raise ConfigError(f"method {base!r}: {key!r} cannot be a grid axis")
         keys = list(grid)
         for combo in itertools.product(*(grid[k] for k in keys)):
@@ -100,6 +110,15 @@ def expand_methods(methods: dict) -> tuple[dict, dict]:
     return expanded, grid_info
 
 
+def methods_of_entry(config: dict, entry: str) -> list[str]:
+    """The concrete methods of one config entry: itself, or all its grid cells."""
+    methods = [m for m in config["methods"] if m == entry]
+    methods += [m for m in config["methods"] if m.startswith(entry + GRID_SEPARATOR)]
+    if not methods:
+        raise ConfigError(f"cross_domain: unknown method {entry!r}")
+    return methods
+
+
 def cross_domain_pairs(config: dict, categories_of) -> list[dict]:
     """``cross_domain:`` entries as concrete (method, dataset, train, test) cells, in-domain kept.
 
@@ -108,10 +127,7 @@ def cross_domain_pairs(config: dict, categories_of) -> list[dict]:
     cells = []
     for spec in config.get("cross_domain") or []:
         dataset = spec["dataset"]
-        methods = [m for m in config["methods"] if m == spec["method"]]
-        methods += [m for m in config["methods"] if m.startswith(spec["method"] + GRID_SEPARATOR)]
-        if not methods:
-            raise ConfigError(f"cross_domain: unknown method {spec['method']!r}")
+        methods = methods_of_entry(config, spec["method"])
         cats = categories_of(dataset)
         pairs = spec.get("pairs", "all")
         if pairs == "all":
@@ -127,8 +143,21 @@ def cross_domain_pairs(config: dict, categories_of) -> list[dict]:
     return cells
 
 
-def check_references(config: dict) -> None:
-    """Fail at start-up, naming the entry, when a config refers to something unknown."""
+def dataset_splits(dataset_cfg: dict) -> list[str]:
+    """Splits a dataset scores: ``test``, and ``val`` when it has a ``val_split``."""
+    return ["test", "val"] if dataset_cfg.get("val_split") else ["test"]
+
+
+def _train_set_splits(dataset_cfg: dict) -> set[str]:
+    splits = {"train", "test"}
+    if dataset_cfg.get("val_split"):
+        splits.add("val")
+        if float(dataset_cfg["val_split"].get("labelled_fraction", 0)) > 0:
+            splits.add("train_labelled")
+    return splits
+
+
+def _check_datasets(config: dict) -> None:
     demo_roots = {str(d["root"]): n for n, d in config["datasets"].items() if "demo" in d}
     for name, dataset in config["datasets"].items():
         owner = demo_roots.get(str(dataset["root"]), name)
@@ -141,6 +170,9 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"dataset {name!r}: no categories listed")
         if "demo" in dataset and not isinstance(dataset["categories"], list):
             raise ConfigError(f"dataset {name!r}: the generated demo needs a list of categories")
+
+
+def _check_backbones(config: dict) -> None:
     for name, backbone in config["backbones"].items():
         if backbone["model"] not in REGISTRY:
             raise ConfigError(
@@ -152,27 +184,123 @@ def check_references(config: dict) -> None:
             raise ConfigError(
                 f"backbone {name!r}: dim {backbone['dim']} is smaller than its {len(layers)} taps"
             )
+
+
+def _check_train_sets(config: dict) -> None:
+    for name, spec in (config.get("train_sets") or {}).items():
+        dataset = config["datasets"].get(spec["dataset"])
+        if dataset is None:
+            raise ConfigError(f"train_sets {name!r}: unknown dataset {spec['dataset']!r}")
+        if spec["split"] not in _train_set_splits(dataset):
+            raise ConfigError(
+                f"train_sets {name!r}: dataset {spec['dataset']!r} has no split "
+                f"{spec['split']!r} (val needs val_split; train_labelled needs "
+                f"val_split.labelled_fraction > 0)"
+            )
+        listed = dataset["categories"]
+        if isinstance(spec["categories"], list) and isinstance(listed, (list, dict)):
+            if unknown := sorted(set(spec["categories"]) - set(listed)):
+                raise ConfigError(
+                    f"train_sets {name!r}: categories {unknown} are not in dataset "
+                    f"{spec['dataset']!r}"
+                )
+
+
+def _categories_meet(a, b) -> bool:
+    """Whether two category selections (lists, or "all") can share a category."""
+    if a == "all" or b == "all":
+        return True
+    return bool(set(a) & set(b))
+
+
+def _check_roles(config: dict, name: str, train_set: str) -> None:
+    """Training data, calibration/selection data (val) and reported data (test) stay disjoint."""
+    spec = config["train_sets"][train_set]
+    if spec["split"] not in ("val", "test"):
+        return
+    for dataset in method_datasets(config, name):
+        if dataset != spec["dataset"]:
+            continue
+        if _categories_meet(spec["categories"], config["datasets"][dataset]["categories"]):
+            role = "reported" if spec["split"] == "test" else "calibration/selection"
+            raise ConfigError(
+                f"method {name!r} trains on train set {train_set!r} ({dataset} split "
+                f"{spec['split']!r}), which is also its {role} data on dataset {dataset!r}; "
+                f"score it on another dataset (datasets: [...]) or train on other categories"
+            )
+
+
+def _check_method(config: dict, name: str, method: dict) -> None:
+    try:
+        needs = needs_of(method)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"method {name!r}: {exc}") from None
+    backbone = method.get("backbone")
+    if "features" in needs.inputs:
+        if backbone not in config["backbones"]:
+            raise ConfigError(
+                f"method {name!r}: backbone {backbone!r} is not defined under backbones: "
+                f"(defined: {', '.join(config['backbones'])})"
+            )
+    elif backbone is not None:
+        raise ConfigError(f"method {name!r}: its kind reads no cached features; drop backbone:")
+    for dataset in method_datasets(config, name):
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
+    train_on = method.get("train_on")
+    if needs.training == "train_set":
+        if train_on not in (config.get("train_sets") or {}):
+            raise ConfigError(
+                f"method {name!r}: train_on {train_on!r} is not a key of train_sets: "
+                f"(defined: {', '.join(config.get('train_sets') or {}) or 'none'})"
+            )
+        _check_roles(config, name, train_on)
+    elif train_on is not None:
+        raise ConfigError(f"method {name!r}: train_on is only for kinds trained on a train set")
+    uses = method.get("uses") or {}
+    if set(uses) != set(needs.uses):
+        raise ConfigError(
+            f"method {name!r}: uses: must name exactly the roles {list(needs.uses)}, "
+            f"got {sorted(uses)}"
+        )
+    for role, other in uses.items():
+        if other not in config["methods"] or other == name:
+            raise ConfigError(f"method {name!r}: uses.{role} {other!r} is not another method")
+        missing = set(method_datasets(config, name)) - set(method_datasets(config, other))
+        if missing:
+            raise ConfigError(
+                f"method {name!r}: uses.{role} {other!r} does not run on {sorted(missing)}"
+            )
+
+
+def _check_uses_cycles(config: dict) -> None:
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise ConfigError(f"methods use each other in a cycle: {' -> '.join((*path, name))}")
+        for other in (config["methods"][name].get("uses") or {}).values():
+            visit(other, (*path, name))
+
+    for name in config["methods"]:
+        visit(name, ())
+
+
+def check_references(config: dict) -> None:
+    """Fail at start-up, naming the entry, when a config refers to something unknown."""
+    _check_datasets(config)
+    _check_backbones(config)
+    _check_train_sets(config)
     for name, method in config["methods"].items():
-        if method["kind"] not in METHODS:
-            raise ConfigError(
-                f"method {name!r}: unknown kind {method['kind']!r} "
-                f"(known: {', '.join(sorted(METHODS))})"
-            )
-        if method.get("backbone") not in config["backbones"]:
-            raise ConfigError(
-                f"method {name!r}: backbone {method.get('backbone')!r} is not defined under "
-                f"backbones: (defined: {', '.join(config['backbones'])})"
-            )
-        for dataset in method_datasets(config, name):
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
-        try:
-            build_method(method)
-        except (ConfigError, ValueError) as exc:
-            raise ConfigError(f"method {name!r}: {exc}") from None
+        _check_method(config, name, method)
+    _check_uses_cycles(config)
     for spec in config.get("cross_domain") or []:
         if spec["dataset"] not in config["datasets"]:
             raise ConfigError(f"cross_domain: unknown dataset {spec['dataset']!r}")
+        for name in methods_of_entry(config, spec["method"]):
+            if needs_of(config["methods"][name]).training != "per_category":
+                raise ConfigError(
+                    f"cross_domain: method {name!r} is not fitted per category, so it has no "
+                    f"fit on one category to score on another"
+                )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -1,4 +1,4 @@
-"""Snakemake entry: fit one method on one category's training features."""
+"""Snakemake entry: fit one method on one category's training split."""
 
 from iadbench.logs import logged
 from iadbench.pipeline import fit_method
@@ -9,8 +9,8 @@ with logged(sm.log[0]):
         sm.params.method,
         sm.params.backbone,
         sm.params.geometry,
-        sm.input.npy,
-        sm.input.index,
+        dict(sm.input.items()),
+        sm.wildcards.category,
         sm.output.state,
         device=sm.params.device,
     )

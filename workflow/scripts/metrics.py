@@ -1,4 +1,4 @@
-"""Snakemake entry: per-category metrics JSON with provenance."""
+"""Snakemake entry: per-category metrics JSON of one split, with provenance."""
 
 from iadbench.logs import logged
 from iadbench.pipeline import compute_metrics, provenance
@@ -10,7 +10,7 @@ with logged(sm.log[0]):
         sm.input.maps,
         sm.input.manifest,
         sm.params.geometry,
-        provenance(sm.wildcards, sm.params.method, sm.input.state),
+        provenance(sm.wildcards, sm.params.method, sm.input.get("state")),
         sm.output[0],
         fpr_limit=sm.params.fpr_limit,
     )

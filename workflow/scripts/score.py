@@ -1,4 +1,4 @@
-"""Snakemake entry: score one category's test split with a fitted method."""
+"""Snakemake entry: score one (category, split) with a method and the model it reads."""
 
 from iadbench.logs import logged
 from iadbench.pipeline import score_method
@@ -9,9 +9,9 @@ with logged(sm.log[0]):
         sm.params.method,
         sm.params.backbone,
         sm.params.geometry,
-        sm.input.state,
-        sm.input.npy,
-        sm.input.index,
+        dict(sm.input.items()),
+        sm.wildcards.category,
+        sm.wildcards.split,
         sm.output.scores,
         sm.output.maps,
         device=sm.params.device,

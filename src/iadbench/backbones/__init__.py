@@ -1,16 +1,5 @@
-"""Backbone registry: config name -> library model, its preprocessing and its tap points."""
+"""Backbone registry: config name -> library model, its preprocessing and its tap points.
 
-from iadbench.backbones.loader import LoadedBackbone, build_model, load_backbone
-from iadbench.backbones.registry import REGISTRY, BackboneSpec, resolve_layers, spec_for
-from iadbench.backbones.weights import resolve_weights
-
-__all__ = [
-    "REGISTRY",
-    "BackboneSpec",
-    "LoadedBackbone",
-    "build_model",
-    "load_backbone",
-    "resolve_layers",
-    "resolve_weights",
-    "spec_for",
-]
+Submodules are imported by name: :mod:`.registry` describes models without torch (the rules read
+it while building the DAG); :mod:`.loader` and :mod:`.weights` build them.
+"""

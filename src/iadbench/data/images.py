@@ -150,6 +150,11 @@ class Geometry:
         if self.crop > self.resize or self.crop <= 0:
             raise ValueError(f"crop ({self.crop}) must be in 1..resize ({self.resize})")
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> Geometry:
+        """A dataset entry's (or a rule's geometry params') ``resize``/``crop``."""
+        return cls(int(cfg.get("resize", 256)), int(cfg.get("crop", 224)))
+
     def _crop_box(self) -> tuple[int, int, int, int]:
         off = (self.resize - self.crop) // 2
         return off, off, off + self.crop, off + self.crop

@@ -9,17 +9,24 @@ sample_id       str     unique within the dataset; ``<category>/<split>/<defect_
                         for tree and CSV layouts, ``<category>/<split>/<relative path>`` for
                         ``folder``
 category        str     category name (e.g. ``bottle``)
-split           str     ``train`` or ``test``
+split           str     the split used: ``train``, ``train_labelled``, ``val`` or ``test``
+source_split    str     the split the layout gave (``train`` or ``test``); differs from
+                        ``split`` only for test rows that ``val_split`` moved (see
+                        :mod:`iadbench.data.splits`)
 label           int8    0 = normal, 1 = anomalous
 defect_type     str     ``good`` for normal samples, else the defect folder name (``ko`` for
                         BTAD, ``anomaly`` for VisA)
 image_path      str     path of the image as reachable from the working directory
 mask_path       str     path of the ground-truth mask, or null (normal image / no mask)
-note            str     ``""``, or ``missing_mask`` for an anomalous test image kept without a
-                        mask (``allow_missing_masks: true``): image-level metrics only
+note            str     ``""``, or ``missing_mask`` for an anomalous test (val,
+                        train_labelled) image kept without a mask (``allow_missing_masks:
+                        true``): image-level metrics only
 ==============  ======  =====================================================================
 
 ``frame.attrs["orphan_masks"]`` lists the mask files that no sample uses (each also logged).
+
+The sample id keeps the layout's split, so a row moved to ``val`` stays findable under its
+original name.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from tqdm.auto import tqdm
 
 from iadbench.data.images import check_image, load_mask, mask_threshold, require_utf8
 from iadbench.data.layouts import Layout, get_layout
+from iadbench.data.splits import apply_val_split
 from iadbench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -40,25 +48,37 @@ COLUMNS = [
     "sample_id",
     "category",
     "split",
+    "source_split",
     "label",
     "defect_type",
     "image_path",
     "mask_path",
     "note",
 ]
-SPLITS = ("train", "test")
+SPLITS = ("train", "train_labelled", "val", "test")
+# splits whose anomalous images carry masks (every split but the normal-only training set)
+MASKED_SPLITS = ("train_labelled", "val", "test")
 MISSING_MASK = "missing_mask"
+SORT_KEY = ["category", "split", "sample_id"]
 
 
 def to_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """Build a manifest frame with the documented column order and dtypes, sorted stably."""
+    """Build a manifest frame with the documented column order and dtypes, sorted stably.
+
+    Layouts do not set ``source_split``: it is the row's ``split`` where absent.
+    """
     frame = pd.DataFrame(list(rows), columns=COLUMNS)
+    frame["source_split"] = frame["source_split"].where(
+        frame["source_split"].notna(), frame["split"]
+    )
     frame["label"] = frame["label"].astype("int8")
     frame["mask_path"] = frame["mask_path"].astype(object).where(frame["mask_path"].notna(), None)
     frame["note"] = [note if isinstance(note, str) else "" for note in frame["note"]]
-    return frame.sort_values(["category", "split", "sample_id"], kind="stable").reset_index(
-        drop=True
-    )
+    return _sorted(frame)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(SORT_KEY, kind="stable").reset_index(drop=True)
 
 
 def resolve_categories(cfg: dict, layout: Layout) -> list[str]:
@@ -75,12 +95,16 @@ def resolve_categories(cfg: dict, layout: Layout) -> list[str]:
 
 
 def mark_missing_masks(frame: pd.DataFrame, allow: bool) -> pd.DataFrame:
-    """Anomalous test images without mask: an error, or kept with note ``missing_mask``."""
-    missing = (frame["label"] == 1) & (frame["split"] == "test") & frame["mask_path"].isna()
+    """Anomalous test (val, train_labelled) images without mask: an error, or noted.
+
+    Kept images get note ``missing_mask`` so pixel metrics can skip them.
+    """
+    missing = (frame["label"] == 1) & frame["split"].isin(MASKED_SPLITS) & frame["mask_path"].isna()
     if missing.any() and not allow:
+        first = frame.loc[missing].iloc[0]
         raise DataError(
-            frame.loc[missing, "image_path"].iloc[0],
-            "anomalous test image has no ground-truth mask "
+            first["image_path"],
+            f"anomalous {first['split']} image has no ground-truth mask "
             "(set allow_missing_masks: true to keep it for image-level metrics only)",
         )
     frame = frame.copy()
@@ -165,6 +189,46 @@ def orphan_masks(mask_files: Iterable[str], frame: pd.DataFrame) -> list[str]:
     return sorted(set(mask_files) - used)
 
 
+def val_split(frame: pd.DataFrame, spec, categories: Iterable[str], root: str) -> pd.DataFrame:
+    """Apply a ``val_split:`` config mapping to a checked manifest, re-sorted like ``to_frame``.
+
+    Runs after the checks and notes so ``missing_mask`` notes travel with the moved rows; the
+    category check runs again because every category must keep test images.
+    """
+    if not isinstance(spec, dict) or "fraction" not in spec:
+        raise ConfigError(
+            f"val_split must be a mapping {{fraction, seed, labelled_fraction}}, got {spec!r}"
+        )
+    unknown = sorted(set(spec) - {"fraction", "seed", "labelled_fraction"})
+    if unknown:
+        raise ConfigError(f"val_split: unknown keys {unknown}")
+    frame = _sorted(
+        apply_val_split(
+            frame,
+            spec["fraction"],
+            seed=spec.get("seed", 0),
+            labelled_fraction=spec.get("labelled_fraction", 0.0),
+        )
+    )
+    _check_categories(frame, categories, root)
+    return frame
+
+
+def _log_moves(dataset: str, frame: pd.DataFrame) -> None:
+    tested = frame[frame["source_split"] == "test"]
+    for category, rows in tested.groupby("category", sort=True):
+        counts = rows["split"].value_counts()
+        log.info(
+            "dataset %s, category %s: %d test images -> %d val, %d train_labelled, %d test",
+            dataset,
+            category,
+            len(rows),
+            counts.get("val", 0),
+            counts.get("train_labelled", 0),
+            counts.get("test", 0),
+        )
+
+
 def build_manifest(dataset: str, cfg: dict) -> pd.DataFrame:
     """Read the dataset described by one ``datasets:`` config entry into a validated manifest."""
     try:
@@ -177,6 +241,9 @@ def build_manifest(dataset: str, cfg: dict) -> pd.DataFrame:
             log.warning("%s: mask without a matching image (ignored)", path)
         frame = mark_missing_masks(frame, bool(cfg.get("allow_missing_masks", False)))
         validate(frame, categories, root=str(cfg["root"]), threshold=mask_threshold(cfg))
+        if cfg.get("val_split") is not None:
+            frame = val_split(frame, cfg["val_split"], categories, str(cfg["root"]))
+            _log_moves(dataset, frame)
     except ConfigError as exc:
         raise ConfigError(f"dataset {dataset!r}: {exc}") from None
     frame.attrs["orphan_masks"] = orphans

@@ -12,12 +12,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from iadbench.backbones import load_backbone, resolve_layers, resolve_weights, spec_for
-from iadbench.backbones.loader import Preprocessing
+from iadbench.backbones.loader import Preprocessing, load_backbone
+from iadbench.backbones.registry import resolve_layers, spec_for
+from iadbench.backbones.weights import resolve_weights
 from iadbench.data.images import Geometry, load_image
 from iadbench.device import resolve_device
 from iadbench.errors import CacheError, ConfigError
-from iadbench.features.aggregate import aggregate_patches, layer_shares
+from iadbench.features.patches import layer_shares, locally_aware_patches
 from iadbench.features.store import config_hash, write_features
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class FeatureConfig:
             patch_size=int(backbone.get("patch_size", 3)),
             dim=backbone.get("dim"),
             seed=int(backbone.get("seed", 0)),
-            geometry=Geometry(int(geometry.get("resize", 256)), int(geometry.get("crop", 224))),
+            geometry=Geometry.from_config(geometry),
         )
 
     def identity(self) -> dict:
@@ -133,7 +134,7 @@ def extract_features(
             batch = _normalise(images, backbone.preprocessing).to(dev)
             taps = backbone.taps(batch)
             layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
-            feats = aggregate_patches(taps, cfg.patch_size, cfg.dim)
+            feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim)
             chunks.append(feats.cpu().numpy().astype(np.float16))
             bar.update(len(images))
     features = np.concatenate(chunks)

@@ -30,7 +30,6 @@ from iadbench.methods.coreset import approximate_greedy_coreset
 
 log = logging.getLogger(__name__)
 
-BANKS = ("greedy", "full", "random", "pca", "kmeans")
 KMEANS_BATCH = 4096
 
 
@@ -75,18 +74,6 @@ class Bank:
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
-
-
-def check_bank_config(cfg: dict) -> None:
-    """Reject an unknown bank kind or bad sizes before any work is done."""
-    if cfg["bank"] not in BANKS:
-        raise ConfigError(f"unknown patchcore bank {cfg['bank']!r} (known: {', '.join(BANKS)})")
-    fraction = float(cfg["coreset"])
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"patchcore coreset fraction must be in (0, 1], got {fraction}")
-    for key in ("pca_dim", "k"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"patchcore {key} must be >= 1, got {cfg[key]}")
 
 
 def fit_pca(patches: torch.Tensor, dim: int, device: torch.device):

@@ -1,47 +1,82 @@
 """The method interface every detector implements.
 
-A method instance is built from its named config entry. The pipeline calls
+A method instance is built from its named config entry (:func:`iadbench.methods.build_method`);
+its parameters come from the kind's dataclass in :mod:`iadbench.methods.kinds`, which also says
+what the method needs (:class:`~iadbench.methods.kinds.Needs`). The pipeline calls, by
+``needs.training``:
 
-* ``fit(train, state_dir)`` once per (method, dataset, category) when ``needs_train`` is true
-  (``train`` may come from another dataset/category for cross-domain runs); zero-shot methods set
-  ``needs_train = False`` and get ``train=None``;
-* ``score(state_dir, test, out_size)`` -> per-image scores and per-pixel maps at ``out_size``.
+* ``per_category``: ``fit(train, state_dir)`` once per (method, dataset, category) on that
+  category's ``train`` split (or another category's, for the cross-category study);
+* ``train_set``: ``train(parts, out_dir, resume_dir)`` once per (method, train set), with one
+  :class:`MethodInputs` per category of the train set;
+* ``none``: nothing;
+
+then ``score(state_dir, inputs, out_size)`` -> per-image scores and per-pixel maps at
+``out_size`` for any split of any dataset (``state_dir`` is None for zero-shot methods).
 
 State lives only in ``state_dir`` (memory banks, checkpoints, statistics), so a fitted model is a
-cached file target like any other. Its ``state.json`` summary records, for methods that read the
-feature store, ``feature_dim`` (the dimension the detector works in) and ``fusion`` (the fitted
-:class:`~iadbench.features.fusion.FusionState`, reapplied unchanged at scoring time).
+cached file target like any other. Its ``state.json`` records what :meth:`Params.describe` turns
+into provenance columns; for methods that read the feature store that is ``feature_dim`` and
+``fusion`` (the fitted :class:`~iadbench.features.fusion.FusionState`, reapplied unchanged at
+scoring time) and the features' identity.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from iadbench.errors import CacheError
 from iadbench.features.fusion import Fusion, FusionState, layer_dims_of
 from iadbench.features.store import FeatureSet
 from iadbench.io import save_json
+from iadbench.methods.kinds import Params
+
+
+@dataclass
+class MethodInputs:
+    """What one fit/train/score call reads; which fields are set follows the kind's ``needs``.
+
+    ``index`` has one row per sample in output order (``sample_id``, ``category``, ``label``,
+    ``defect_type`` and, from the manifest, ``image_path``...); ``features`` is the cached
+    feature set of those samples; ``scores`` maps a ``uses`` role to that method's score table.
+    """
+
+    index: pd.DataFrame
+    features: FeatureSet | None = None
+    scores: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @classmethod
+    def of_features(cls, features: FeatureSet) -> MethodInputs:
+        return cls(index=features.index, features=features)
+
+    def require_features(self, who: str) -> FeatureSet:
+        if self.features is None:
+            raise ValueError(f"{who} needs cached features")
+        return self.features
 
 
 class Method(ABC):
-    """Base class: holds the config slice, the seed and the device."""
+    """Base class: holds the parameters (as a dict), the seed and the device."""
 
     kind: str = ""
-    needs_train: bool = True
+    params_class: type[Params] = Params
 
     def __init__(self, cfg: dict, device: str = "auto") -> None:
-        self.cfg = cfg
+        self.params = self.params_class.from_entry(cfg)
         self.seed = int(cfg.get("seed", 0))
+        self.cfg = {**self.params.to_dict(), "seed": self.seed}
         self.device = device
 
     def save_state(
         self, state_dir: Path, train: FeatureSet, fusion: FusionState, feature_dim: int, **extra
     ) -> dict:
-        """Write ``state.json``: what every fitted method records (see :func:`load_state`)."""
+        """Write ``state.json`` of a method fitted on features (see :func:`load_state`)."""
         summary = {
             "kind": self.kind,
             "config": self.cfg,
@@ -54,13 +89,17 @@ class Method(ABC):
         save_json(Path(state_dir) / "state.json", summary)
         return summary
 
-    @abstractmethod
-    def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:
-        """Learn from normal training features; write state into ``state_dir``; return a summary."""
+    def fit(self, train: MethodInputs, state_dir: Path) -> dict:
+        """Per-category fit on normal training data; write state into ``state_dir``."""
+        raise NotImplementedError(f"{self.kind} has no per-category fit")
+
+    def train(self, parts: list[MethodInputs], out_dir: Path, resume_dir: Path) -> dict:
+        """Training on a named train set (one entry per category); resumable from ``resume_dir``."""
+        raise NotImplementedError(f"{self.kind} is not trained on a train set")
 
     @abstractmethod
     def score(
-        self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
+        self, state_dir: Path | None, inputs: MethodInputs, out_size: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return image scores (N,) float64 and anomaly maps (N, H, W) float32."""
 

@@ -26,15 +26,14 @@ import torch
 
 from iadbench.device import resolve_device
 from iadbench.errors import ConfigError
-from iadbench.features.fusion import Fusion, FusionState
-from iadbench.features.store import FeatureSet
+from iadbench.features.fusion import FusionState
 from iadbench.io import save_npy
-from iadbench.methods.base import Method, fit_fusion, load_state
+from iadbench.methods.base import Method, MethodInputs, fit_fusion, load_state
+from iadbench.methods.kinds import PadimParams
 from iadbench.methods.patchcore import smooth_map
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"n_features": 100, "epsilon": 0.01, "sigma": 4.0, "seed": 0, "fusion": "concat"}
 MAX_STATE_BYTES = 4 * 2**30
 POSITION_CHUNK_ELEMS = 2**24  # float64 values per batch of per-position covariance work
 
@@ -80,19 +79,10 @@ class Padim(Method):
     """Per-position multivariate Gaussian on a random channel subset."""
 
     kind = "padim"
-    needs_train = True
+    params_class = PadimParams
 
-    def __init__(self, cfg: dict, device: str = "auto") -> None:
-        super().__init__({**DEFAULTS, **cfg}, device)
-        if int(self.cfg["n_features"]) < 1:
-            raise ConfigError(f"padim n_features must be >= 1, got {self.cfg['n_features']}")
-        if float(self.cfg["epsilon"]) <= 0:
-            raise ConfigError(f"padim epsilon must be > 0, got {self.cfg['epsilon']}")
-        Fusion.from_config(self.cfg["fusion"])
-
-    def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:
-        if train is None:
-            raise ValueError("PaDiM needs training features")
+    def fit(self, train: MethodInputs, state_dir: Path) -> dict:
+        train = train.require_features("PaDiM")
         fusion = fit_fusion(self.cfg, train)
         channels = choose_channels(fusion.output_dim, int(self.cfg["n_features"]), self.seed)
         n_images, h, w, _ = train.features.shape
@@ -118,8 +108,9 @@ class Padim(Method):
         return summary
 
     def score(
-        self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
+        self, state_dir: Path, inputs: MethodInputs, out_size: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
+        test = inputs.require_features("PaDiM")
         state_dir = Path(state_dir)
         state = load_state(state_dir, test)
         device = resolve_device(self.device)

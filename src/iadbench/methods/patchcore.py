@@ -20,28 +20,14 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from iadbench.device import resolve_device
-from iadbench.features.fusion import Fusion, FusionState
-from iadbench.features.store import FeatureSet
-from iadbench.methods.banks import Bank, build_bank, check_bank_config
-from iadbench.methods.base import Method, fit_fusion, load_state
+from iadbench.features.fusion import FusionState
+from iadbench.methods.banks import Bank, build_bank
+from iadbench.methods.base import Method, MethodInputs, fit_fusion, load_state
+from iadbench.methods.kinds import PatchCoreParams
 from iadbench.methods.knn import KnnIndex, resolve_backend
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "coreset": 0.1,
-    "projection_dim": 128,
-    "n_starts": 10,
-    "num_nn": 1,
-    "reweight_neighbors": 9,
-    "sigma": 4.0,
-    "seed": 0,
-    "bank": "greedy",
-    "pca_dim": 128,
-    "k": 1000,
-    "knn_backend": "auto",
-    "fusion": "concat",
-}
 QUERY_ROWS = 2**14  # test patches searched per batch
 
 
@@ -64,17 +50,14 @@ class PatchCore(Method):
     """Memory bank of training patches + nearest-neighbour patch distances."""
 
     kind = "patchcore"
-    needs_train = True
+    params_class = PatchCoreParams
 
     def __init__(self, cfg: dict, device: str = "auto") -> None:
-        super().__init__({**DEFAULTS, **cfg}, device)
-        check_bank_config(self.cfg)
-        Fusion.from_config(self.cfg["fusion"])
+        super().__init__(cfg, device)
         resolve_backend(self.cfg["knn_backend"], torch.device("cpu"))
 
-    def fit(self, train: FeatureSet | None, state_dir: Path) -> dict:
-        if train is None:
-            raise ValueError("PatchCore needs training features")
+    def fit(self, train: MethodInputs, state_dir: Path) -> dict:
+        train = train.require_features("PatchCore")
         fusion = fit_fusion(self.cfg, train)
         feats = fusion.apply(train.features)
         patches = torch.from_numpy(feats.reshape(-1, feats.shape[-1]))
@@ -93,8 +76,9 @@ class PatchCore(Method):
         return summary
 
     def score(
-        self, state_dir: Path, test: FeatureSet, out_size: tuple[int, int]
+        self, state_dir: Path, inputs: MethodInputs, out_size: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
+        test = inputs.require_features("PatchCore")
         state_dir = Path(state_dir)
         state = load_state(state_dir, test)
         device = resolve_device(self.device)

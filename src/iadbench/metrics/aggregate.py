@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from .evaluate import evaluate_category
+from .evaluate import METRIC_COLS, evaluate_category
 from .pixel import Maps, Masks
 
 ID_COLS = ("dataset", "method", "category")
@@ -34,9 +34,8 @@ def macro_mean(rows: pd.DataFrame, metric_cols: Iterable[str]) -> dict[str, floa
 
 
 def _metric_cols(df: pd.DataFrame) -> list[str]:
-    """Numeric columns that are metrics: not identifiers and not bookkeeping (counts, sizes)."""
-    skip = set(ID_COLS) | set(INFO_COLS) | {"average"}
-    return [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
+    """The metric columns present (provenance columns may be numeric too: they are not metrics)."""
+    return [c for c in METRIC_COLS if c in df.columns]
 
 
 def _common(series: pd.Series) -> Any:
@@ -117,8 +116,14 @@ def micro_metrics(
     return evaluate_category(pooled_labels, pooled_scores, pooled_masks, pooled_maps, fpr_limit)
 
 
+# The headline table: these metrics, then the setup columns that have a value somewhere.
+HEADLINE_METRICS = ("image_auroc", "pixel_auroc", "aupro")
+HEADLINE_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "aupro": "AUPRO"}
+CSV_ONLY = frozenset({"base", "grid", "weights", "backbone_model"})
+
+
 def _fmt(value: Any, is_metric: bool) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
         return "n/a"
     if isinstance(value, (float, np.floating)):
         if is_metric:
@@ -127,21 +132,46 @@ def _fmt(value: Any, is_metric: bool) -> str:
     return str(value)
 
 
-def to_markdown(summary_df: pd.DataFrame) -> str:
-    """Markdown table of a :func:`summarise` result: fractions with 4 decimals, NaN as n/a.
+def headline_columns(summary_df: pd.DataFrame) -> list[str]:
+    """Identifiers, the three headline metrics, then each setup column that applies to a row.
 
-    Macro and micro rows have their category in bold and are named by the ``average`` column.
+    Setup columns are what methods' ``describe()`` adds (backbone, bank, fusion, seed...): a
+    column is shown when at least one row has a value; rows it does not apply to read n/a.
     """
-    metric_cols = set(_metric_cols(summary_df))
+    skip = set(ID_COLS) | set(METRIC_COLS) | set(INFO_COLS) | CSV_ONLY | {"average", "kind"}
+    setup = [
+        c
+        for c in summary_df.columns
+        if (c not in skip or c in ("feature_dim", "seed"))
+        and summary_df[c].notna().any()
+        and (summary_df[c].astype(str) != "").any()
+    ]
+    ids = ["dataset", "method"] + (["kind"] if "kind" in summary_df.columns else []) + ["category"]
+    return ids + [c for c in HEADLINE_METRICS if c in summary_df.columns] + setup
+
+
+def to_markdown(summary_df: pd.DataFrame) -> str:
+    """Compact Markdown headline of a :func:`summarise` result (the CSV keeps every column).
+
+    Metrics with 4 decimals; n/a = undefined or not applicable. Macro and micro rows have their
+    category in bold and are named by the ``average`` column.
+    """
+    columns = headline_columns(summary_df)
+    limits = sorted({float(v) for v in summary_df.get("fpr_limit", pd.Series()).dropna()})
+    labels = {**HEADLINE_LABELS}
+    if len(limits) == 1:
+        labels["aupro"] = f"AUPRO@{limits[0]:g}"
     table = pd.DataFrame(
-        {c: [_fmt(v, c in metric_cols) for v in summary_df[c]] for c in summary_df.columns}
+        {labels.get(c, c): [_fmt(v, c in HEADLINE_METRICS) for v in summary_df[c]] for c in columns}
     )
-    if "average" in table.columns and "category" in table.columns:
-        pooled = table["average"].isin(["macro", "micro"])
+    if "average" in summary_df.columns:
+        pooled = summary_df["average"].isin(["macro", "micro"]).to_numpy()
         table.loc[pooled, "category"] = "**" + table.loc[pooled, "category"] + "**"
     header = (
-        "Metrics are fractions in [0, 1] (4 decimals; n/a = undefined, e.g. no anomalies). "
-        "`average`: per_category = one category; **macro** = mean over categories ignoring "
-        "n/a (the headline, as in papers); **micro** = all images/pixels of the dataset pooled.\n\n"
+        "Test split. Metrics are fractions in [0, 1] (4 decimals; n/a = undefined, e.g. no "
+        "anomalies, or not applicable to the method). **macro_mean** = mean over categories "
+        "ignoring n/a (the headline, as in papers); **micro** = all images/pixels of the "
+        "dataset pooled. AUPRO@x integrates the PRO curve up to FPR x. Every column, counts and "
+        "provenance included, is in metrics.csv.\n\n"
     )
     return header + table.to_markdown(index=False, disable_numparse=True) + "\n"

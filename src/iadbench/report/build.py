@@ -222,7 +222,7 @@ def _curves_and_overlays(
                     table,
                     np.load(item["maps"], mmap_mode="r"),
                     manifest,
-                    Geometry(int(item["resize"]), int(item["crop"])),
+                    Geometry.from_config(item),
                     per_end,
                     mask_threshold=int(item.get("mask_threshold", 0)),
                 )

@@ -1,11 +1,11 @@
-"""Snakemake entry: summary tables (per category, macro mean, micro) for every result."""
+"""Snakemake entry: summary tables (per category, macro mean, micro) for every test result."""
 
 from iadbench.logs import logged
-from iadbench.pipeline import aggregate
+from iadbench.pipeline import summarise_results
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    aggregate(
+    summarise_results(
         sm.input.metrics,
         sm.input.scores,
         sm.input.maps,

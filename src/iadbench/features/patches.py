@@ -36,7 +36,7 @@ def layer_shares(channels: list[int], dim: int | None = None) -> list[int]:
     return shares
 
 
-def aggregate_patches(
+def locally_aware_patches(
     taps: list[torch.Tensor], patch_size: int = 3, dim: int | None = None
 ) -> torch.Tensor:
     """(B, C_i, H_i, W_i) per tap -> (B, H_0, W_0, sum of shares) on the first tap's grid."""

@@ -1,0 +1,37 @@
+# Every result path, in one place. Rules chain with rules.<name>.output.<key>; target lists and
+# input functions fill these templates with path(); nothing else spells a result path.
+MANIFEST = "results/{dataset}/manifest.parquet"
+FEATURES = "results/{dataset}/features/{backbone}/{category}/{split}.{ext}"
+FIT_STATE = "results/{dataset}/models/{method}/{category}"
+TRAINED = "results/models/{method}/{train_set}"
+RESUME_ROOT = "results/.resume"
+SCORES = "results/{dataset}/scores/{method}/{category}/{split}/{file}"
+METRICS = "results/{dataset}/metrics/{method}/{category}/{split}.json"
+CROSS_SCORES = "results/{dataset}/cross/{method}/{train_category}/{category}/{split}/{file}"
+CROSS_METRICS = "results/{dataset}/cross/{method}/{train_category}/{category}/{split}.json"
+DOMAIN = "results/{dataset}/domain/{backbone}/{train_category}/{category}.json"
+SUMMARY_CSV = "results/summary/metrics.csv"
+SUMMARY_MD = "results/summary/metrics.md"
+CROSS_SUMMARY = "results/summary/cross_domain.csv"
+REPORT_HTML = "results/summary/report.html"
+REPORT_FIGURES = "results/summary/report_figures"
+
+
+def path(template, **fields):
+    """A template with some fields filled; the others stay as Snakemake wildcards."""
+    return template.format_map(_KeepMissing(fields))
+
+
+class _KeepMissing(dict):
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def log_of(rule, pattern):
+    """Where a rule's log goes (one file per job)."""
+    return f"results/logs/{rule}/{pattern}.log"
+
+
+def benchmark_of(rule, pattern):
+    """Where a rule's benchmark table goes (wall time and peak memory per job)."""
+    return f"results/benchmarks/{rule}/{pattern}.tsv"

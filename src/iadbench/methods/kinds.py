@@ -1,0 +1,214 @@
+"""Method kinds: their parameters, what they need, and where their code lives. Imports no torch.
+
+The rules read this module while Snakemake builds the DAG (every Slurm job re-parses the
+Snakefile), so it must stay light: each kind is a frozen parameter dataclass (the one source of
+its defaults; the schema's per-kind defaults are checked against it by a test) with a
+:meth:`Params.needs` declaration and the ``"module:Class"`` string of its implementation, which
+only jobs import (:func:`iadbench.methods.build_method`).
+
+A method entry's ``kind`` is a registered name (:data:`KINDS`) or, for a method that lives
+outside this package, the ``"module:Class"`` import string of its parameter dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from iadbench.errors import ConfigError
+
+INPUTS = frozenset({"features", "images", "text", "scores", "audio", "video", "sensor"})
+TRAINING = ("none", "per_category", "train_set")
+# Keys every method entry may carry besides its kind's parameters.
+COMMON_KEYS = ("kind", "backbone", "datasets", "seed", "grid", "train_on", "uses")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method consumes and how it learns; the rules build exactly this, nothing more.
+
+    ``inputs``: cached ``features`` (needs a ``backbone``), ``images``/``text`` (read by the
+    method from the manifest), ``scores`` (other methods' outputs, by the roles in ``uses``),
+    or other modalities. ``training``: ``none`` (zero-shot), ``per_category`` (one-class fit on
+    each category's ``train`` split) or ``train_set`` (trained once on the config's named train
+    set ``train_on``, scored on any dataset). ``maps``: whether pixel maps are produced.
+    """
+
+    inputs: frozenset[str]
+    training: str
+    maps: bool = True
+    uses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.inputs) - INPUTS:
+            raise ConfigError(f"unknown method inputs {sorted(unknown)} (known: {sorted(INPUTS)})")
+        if self.training not in TRAINING:
+            raise ConfigError(f"unknown training {self.training!r} (known: {', '.join(TRAINING)})")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of every kind's parameter dataclass; subclasses add fields with defaults."""
+
+    implementation: ClassVar[str] = ""
+
+    def needs(self) -> Needs:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for values the schema cannot rule out."""
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        """Provenance columns a result row gets from this method (``state``: its state.json)."""
+        return {}
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> Params:
+        """The parameters of a method entry: common keys dropped, unknown keys refused."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(entry) - names - set(COMMON_KEYS))
+        if extra:
+            raise ConfigError(
+                f"unknown key(s) {extra} for kind {entry.get('kind')!r} "
+                f"(its parameters: {', '.join(sorted(names)) or 'none'})"
+            )
+        params = cls(**{k: v for k, v in entry.items() if k in names})
+        params.check()
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FUSION_MODES = ("concat", "single", "adaptive", "weighted")
+BANKS = ("greedy", "full", "random", "pca", "kmeans")
+KNN_BACKENDS = ("auto", "faiss", "torch")
+
+
+def check_fusion(fusion: str | dict) -> None:
+    """Reject a malformed ``fusion:`` without importing the feature code."""
+    from iadbench.features.fusion import Fusion  # numpy only
+
+    Fusion.from_config(fusion)
+
+
+def describe_features(state: dict) -> dict[str, Any]:
+    """Columns of methods that fit on cached backbone features (see ``Method.save_state``)."""
+    features = state.get("features") or {}
+    return {
+        "backbone_model": features.get("model"),
+        "weights": features.get("weights"),
+        "feature_dim": state.get("feature_dim"),
+        "fusion": (state.get("fusion") or {}).get("mode"),
+    }
+
+
+@dataclass(frozen=True)
+class PatchCoreParams(Params):
+    """PatchCore (METHODS §1.1): memory bank of training patches, nearest-neighbour distances."""
+
+    implementation: ClassVar[str] = "iadbench.methods.patchcore:PatchCore"
+
+    coreset: float = 0.1
+    projection_dim: int = 128
+    n_starts: int = 10
+    num_nn: int = 1
+    reweight_neighbors: int = 9
+    sigma: float = 4.0
+    fusion: str | dict = "concat"
+    bank: str = "greedy"
+    pca_dim: int = 128
+    k: int = 1000
+    knn_backend: str = "auto"
+
+    def needs(self) -> Needs:
+        return Needs(frozenset({"features"}), "per_category")
+
+    def check(self) -> None:
+        if self.bank not in BANKS:
+            raise ConfigError(f"unknown patchcore bank {self.bank!r} (known: {', '.join(BANKS)})")
+        if not 0.0 < float(self.coreset) <= 1.0:
+            raise ConfigError(f"patchcore coreset fraction must be in (0, 1], got {self.coreset}")
+        for key in ("pca_dim", "k", "projection_dim", "n_starts", "num_nn"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"patchcore {key} must be >= 1, got {getattr(self, key)}")
+        if self.knn_backend not in KNN_BACKENDS:
+            raise ConfigError(
+                f"unknown knn_backend {self.knn_backend!r} (known: {', '.join(KNN_BACKENDS)})"
+            )
+        check_fusion(self.fusion)
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        bank = state.get("bank") or {}
+        return {
+            **describe_features(state),
+            "bank": bank.get("kind"),
+            "bank_size": state.get("bank_size"),
+        }
+
+
+@dataclass(frozen=True)
+class PadimParams(Params):
+    """PaDiM (METHODS §1.2): one Gaussian per patch position on a random channel subset."""
+
+    implementation: ClassVar[str] = "iadbench.methods.padim:Padim"
+
+    n_features: int = 100
+    epsilon: float = 0.01
+    sigma: float = 4.0
+    fusion: str | dict = "concat"
+
+    def needs(self) -> Needs:
+        return Needs(frozenset({"features"}), "per_category")
+
+    def check(self) -> None:
+        if int(self.n_features) < 1:
+            raise ConfigError(f"padim n_features must be >= 1, got {self.n_features}")
+        if float(self.epsilon) <= 0:
+            raise ConfigError(f"padim epsilon must be > 0, got {self.epsilon}")
+        check_fusion(self.fusion)
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return describe_features(state)
+
+
+PARAMS: dict[str, type[Params]] = {"patchcore": PatchCoreParams, "padim": PadimParams}
+# The kind registry: name -> "module:Class" of the implementation (imported by jobs only).
+KINDS: dict[str, str] = {name: cls.implementation for name, cls in PARAMS.items()}
+
+
+def import_string(target: str) -> Any:
+    """``"package.module:Name"`` -> the object, with an error that names the string."""
+    module, _, name = target.partition(":")
+    if not module or not name:
+        raise ConfigError(f"{target!r} is not a 'module:Class' import string")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import {target!r}: {exc}") from None
+
+
+def params_class(kind: str) -> type[Params]:
+    """A registered kind's parameter class, or the class a ``"module:Class"`` kind names."""
+    if kind in PARAMS:
+        return PARAMS[kind]
+    if isinstance(kind, str) and ":" in kind:
+        cls = import_string(kind)
+        if not (isinstance(cls, type) and issubclass(cls, Params) and cls.implementation):
+            raise ConfigError(
+                f"kind {kind!r} must name a Params dataclass with an 'implementation' string"
+            )
+        return cls
+    raise ConfigError(f"unknown kind {kind!r} (registered: {', '.join(sorted(PARAMS))})")
+
+
+def params_of(entry: dict) -> Params:
+    """The validated parameters of one (concrete, defaults filled) method entry."""
+    return params_class(entry["kind"]).from_entry(entry)
+
+
+def needs_of(entry: dict) -> Needs:
+    """What one method entry needs; may depend on its parameters."""
+    return params_of(entry).needs()

@@ -1,0 +1,28 @@
+"""Data steps: the generated demo dataset and the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from iadbench.data.manifest import build_manifest
+from iadbench.io import save_parquet
+
+
+def make_demo(root: str | Path, demo_cfg: dict, categories: list[str]) -> dict:
+    """Generate the embedded demo dataset (see :mod:`iadbench.data.demo`)."""
+    from iadbench.data.demo import generate_demo
+
+    return generate_demo(root, categories=tuple(categories), **demo_cfg)
+
+
+def make_manifest(dataset: str, dataset_cfg: dict, out: str | Path) -> pd.DataFrame:
+    """Build, validate and write ``results/{dataset}/manifest.parquet``.
+
+    Masks that match no image are logged by the reader and kept in the Parquet file's metadata
+    (``frame.attrs["orphan_masks"]``), so they stay listed beside the data they were found with.
+    """
+    frame = build_manifest(dataset, dataset_cfg)
+    save_parquet(out, frame)
+    return frame

@@ -1,0 +1,160 @@
+"""Model steps: per-category fit, training on a named train set, scoring any split.
+
+What a step reads follows the method kind's declared needs (:mod:`iadbench.methods.kinds`):
+cached features, manifest rows (methods that read images themselves), other methods' scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iadbench.data.images import Geometry
+from iadbench.errors import CacheError
+from iadbench.io import atomic_dir, save_npy, save_parquet
+from iadbench.methods.kinds import needs_of
+from iadbench.pipeline.features import cached_features
+
+log = logging.getLogger(__name__)
+SCORE_COLUMNS = ["sample_id", "category", "split", "label", "defect_type"]
+
+
+def method_inputs(
+    method_cfg: dict,
+    files: Mapping[str, str],
+    backbone_cfg: dict | None,
+    dataset_cfg: dict,
+    category: str,
+    split: str,
+):
+    """The :class:`~iadbench.methods.base.MethodInputs` of one (category, split).
+
+    ``files`` holds the job's input files by name: ``manifest``, ``npy``/``index`` (features)
+    and ``uses_<role>`` (score tables of the methods this one uses).
+    """
+    from iadbench.methods.base import MethodInputs
+
+    needs = needs_of(method_cfg)
+    scores = {
+        key[len("uses_") :]: pd.read_parquet(value)
+        for key, value in files.items()
+        if key.startswith("uses_")
+    }
+    if "features" in needs.inputs:
+        features = cached_features(files["npy"], files["index"], backbone_cfg, dataset_cfg)
+        return MethodInputs(index=features.index, features=features, scores=scores)
+    manifest = pd.read_parquet(files["manifest"])
+    rows = manifest[(manifest["category"] == category) & (manifest["split"] == split)]
+    if rows.empty:
+        raise CacheError(f"{files['manifest']}: no {split} images for category {category!r}")
+    return MethodInputs(index=rows.reset_index(drop=True), scores=scores)
+
+
+def fit_method(
+    method_cfg: dict,
+    backbone_cfg: dict | None,
+    dataset_cfg: dict,
+    files: Mapping[str, str],
+    category: str,
+    state_dir: str | Path,
+    device: str = "auto",
+) -> dict:
+    """Fit one method on one category's normal training split; state goes to ``state_dir``."""
+    from iadbench.methods import build_method
+
+    method = build_method(method_cfg, device=device)
+    train = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, "train")
+    if (train.index["label"] != 0).any():
+        raise CacheError(f"{files.get('index', files['manifest'])}: training data has anomalies")
+    with atomic_dir(state_dir) as tmp:
+        return method.fit(train, tmp)
+
+
+def train_method(
+    method_name: str,
+    method_cfg: dict,
+    backbone_cfg: dict | None,
+    train_set_name: str,
+    train_set: dict,
+    files: Mapping,
+    out_dir: str | Path,
+    resume_root: str | Path,
+    device: str = "auto",
+) -> dict:
+    """Train one method once on a named train set (all its categories) into ``out_dir``.
+
+    ``train_set`` is the config entry with its categories resolved and its dataset's
+    ``geometry``. Resume state lives under ``resume_root``, keyed by a hash of everything that
+    shapes the training, so an interrupted job continues and a changed config starts afresh.
+    """
+    from iadbench.methods import build_method
+    from iadbench.training import resume_dir_for
+
+    method = build_method(method_cfg, device=device)
+    categories = list(train_set["categories"])
+    npys, indexes = list(files.get("npy") or []), list(files.get("index") or [])
+    parts = []
+    for i, category in enumerate(categories):
+        part_files = {"manifest": files["manifest"]}
+        if npys:
+            part_files.update(npy=npys[i], index=indexes[i])
+        parts.append(
+            method_inputs(
+                method_cfg,
+                part_files,
+                backbone_cfg,
+                train_set["geometry"],
+                category,
+                train_set["split"],
+            )
+        )
+    shaping = {"method": method_cfg, "backbone": backbone_cfg, "train_set": train_set}
+    resume_dir = resume_dir_for(resume_root, method_name, train_set_name, params=shaping)
+    log.info(
+        "training %s on %s (%s %s: %s)",
+        method_name,
+        train_set_name,
+        train_set["dataset"],
+        train_set["split"],
+        ", ".join(categories),
+    )
+    with atomic_dir(out_dir) as tmp:
+        return method.train(parts, Path(tmp), resume_dir)
+
+
+def score_method(
+    method_cfg: dict,
+    backbone_cfg: dict | None,
+    dataset_cfg: dict,
+    files: Mapping[str, str],
+    category: str,
+    split: str,
+    scores_out: str | Path,
+    maps_out: str | Path,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Score one (category, split): ``scores.parquet`` (one row per image) + ``maps.npy``."""
+    from iadbench.methods import build_method
+
+    method = build_method(method_cfg, device=device)
+    inputs = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, split)
+    crop = Geometry.from_config(dataset_cfg).crop
+    state = files.get("state")
+    scores, maps = method.score(Path(state) if state else None, inputs, (crop, crop))
+    where = state or files["manifest"]
+    if len(scores) != len(inputs.index) or len(maps) != len(inputs.index):
+        raise CacheError(
+            f"{where}: method returned {len(scores)} scores and {len(maps)} maps for "
+            f"{len(inputs.index)} images"
+        )
+    if not np.isfinite(scores).all() or not np.isfinite(maps).all():
+        raise CacheError(f"{where}: method produced NaN/Inf scores")
+    table = inputs.index.assign(split=split)[SCORE_COLUMNS].reset_index(drop=True)
+    table["score"] = np.asarray(scores, dtype=np.float64)
+    save_npy(maps_out, np.asarray(maps, dtype=np.float32))
+    save_parquet(scores_out, table)
+    return table
