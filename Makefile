@@ -32,6 +32,7 @@ test: install-test
 
 lint: install-test
 	$(BIN)/ruff check src tests workflow benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 
 clean:

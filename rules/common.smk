@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: config slices, what each method needs, target lists and the
+# Helpers shared by the workflow files: config slices, what each method needs, target lists and the
 # input functions that decide which files a job reads. Reads no torch (see methods/kinds.py).
 import os
 import re
@@ -174,8 +174,7 @@ def score_file(method, dataset, category, file, split="test"):
 def metric_targets(wildcards):
     """Reported metrics: the test split of every result cell."""
     return [
-        path(METRICS, dataset=d, method=m, category=c, split="test")
-        for m, d, c in result_cells()
+        path(METRICS, dataset=d, method=m, category=c, split="test") for m, d, c in result_cells()
     ]
 
 

@@ -34,11 +34,6 @@ rule domain_distance:
         b_index=path(FEATURES, split="train", ext="parquet"),
     output:
         DOMAIN,
-    params:
-        backbone=backbone_cfg,
-        geometry=geometry_cfg,
-        seed=0,
-        max_samples=2000,
     log:
         log_of("domain_distance", "{dataset}/{backbone}/{train_category}/{category}"),
     benchmark:
@@ -49,6 +44,11 @@ rule domain_distance:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        seed=0,
+        max_samples=2000,
     script:
         "../workflow/scripts/domain_distance.py"
 
@@ -59,8 +59,6 @@ rule cross_summary:
         distances=lambda wc: [cross_distance(c) for c in cross_cells()],
     output:
         CROSS_SUMMARY,
-    params:
-        cells=lambda wc: cross_cells(),
     log:
         log_of("cross_summary", "cross_summary"),
     benchmark:
@@ -71,5 +69,7 @@ rule cross_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        cells=lambda wc: cross_cells(),
     script:
         "../workflow/scripts/cross_summary.py"

@@ -1,9 +1,6 @@
 rule demo_dataset:
     output:
         touch("{root}/.complete"),
-    params:
-        demo=lambda wc: demo_entry(wc.root)["demo"],
-        categories=lambda wc: demo_entry(wc.root)["categories"],
     log:
         log_of("demo_dataset", "{root}"),
     benchmark:
@@ -14,6 +11,9 @@ rule demo_dataset:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        demo=lambda wc: demo_entry(wc.root)["demo"],
+        categories=lambda wc: demo_entry(wc.root)["categories"],
     script:
         "../workflow/scripts/demo_dataset.py"
 
@@ -23,8 +23,6 @@ checkpoint manifest:
         dataset_source,
     output:
         MANIFEST,
-    params:
-        dataset=dataset_cfg,
     log:
         log_of("manifest", "{dataset}"),
     benchmark:
@@ -35,5 +33,7 @@ checkpoint manifest:
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        dataset=dataset_cfg,
     script:
         "../workflow/scripts/manifest.py"

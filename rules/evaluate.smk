@@ -6,10 +6,6 @@ rule metrics:
         manifest=rules.manifest.output[0],
     output:
         METRICS,
-    params:
-        geometry=geometry_cfg,
-        fpr_limit=config["fpr_limit"],
-        method=method_cfg,
     log:
         log_of("metrics", "{dataset}/{method}/{category}/{split}"),
     benchmark:
@@ -20,6 +16,10 @@ rule metrics:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        geometry=geometry_cfg,
+        fpr_limit=config["fpr_limit"],
+        method=method_cfg,
     script:
         "../workflow/scripts/metrics.py"
 
@@ -33,11 +33,6 @@ rule summary:
     output:
         csv=SUMMARY_CSV,
         md=SUMMARY_MD,
-    params:
-        dataset_names=DATASETS,
-        datasets={d: geometry(d) for d in DATASETS},
-        grid=GRID,
-        fpr_limit=config["fpr_limit"],
     log:
         log_of("summary", "summary"),
     benchmark:
@@ -48,15 +43,18 @@ rule summary:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        dataset_names=DATASETS,
+        datasets={d: geometry(d) for d in DATASETS},
+        grid=GRID,
+        fpr_limit=config["fpr_limit"],
     script:
         "../workflow/scripts/summary.py"
 
 
 rule report:
     input:
-        unpack(
-            lambda wc: {"cross_domain": CROSS_SUMMARY} if config.get("cross_domain") else {}
-        ),
+        unpack(lambda wc: {"cross_domain": CROSS_SUMMARY} if config.get("cross_domain") else {}),
         summary=rules.summary.output.csv,
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
@@ -65,9 +63,6 @@ rule report:
     output:
         html=REPORT_HTML,
         figures=directory(REPORT_FIGURES),
-    params:
-        score_items=report_items,
-        title="iadbench results",
     log:
         log_of("report", "report"),
     benchmark:
@@ -78,5 +73,8 @@ rule report:
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        score_items=report_items,
+        title="iadbench results",
     script:
         "../workflow/scripts/report.py"

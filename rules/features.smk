@@ -4,10 +4,6 @@ rule extract:
     output:
         npy=path(FEATURES, ext="npy"),
         index=path(FEATURES, ext="parquet"),
-    params:
-        backbone=backbone_cfg,
-        geometry=geometry_cfg,
-        device=config["device"],
     log:
         log_of("extract", "{dataset}/{backbone}/{category}/{split}"),
     benchmark:
@@ -19,5 +15,9 @@ rule extract:
         gpu=1,
         mem_mb=8000,
         runtime=60,
+    params:
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        device=config["device"],
     script:
         "../workflow/scripts/extract.py"

@@ -6,11 +6,6 @@ rule fit:
         unpack(fit_inputs),
     output:
         state=directory(FIT_STATE),
-    params:
-        method=method_cfg,
-        backbone=backbone_cfg,
-        geometry=geometry_cfg,
-        device=config["device"],
     log:
         log_of("fit", "{dataset}/{method}/{category}"),
     benchmark:
@@ -22,6 +17,11 @@ rule fit:
         gpu=1,
         mem_mb=16000,
         runtime=120,
+    params:
+        method=method_cfg,
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        device=config["device"],
     script:
         "../workflow/scripts/fit.py"
 
@@ -31,12 +31,6 @@ rule train:
         unpack(train_inputs),
     output:
         state=directory(TRAINED),
-    params:
-        method=method_cfg,
-        backbone=backbone_cfg,
-        train_set=train_params,
-        resume_root=RESUME_ROOT,
-        device=config["device"],
     log:
         log_of("train", "{method}/{train_set}"),
     benchmark:
@@ -48,5 +42,11 @@ rule train:
         gpu=1,
         mem_mb=16000,
         runtime=480,
+    params:
+        method=method_cfg,
+        backbone=backbone_cfg,
+        train_set=train_params,
+        resume_root=RESUME_ROOT,
+        device=config["device"],
     script:
         "../workflow/scripts/train.py"

@@ -24,7 +24,7 @@ def path(template, **fields):
 
 class _KeepMissing(dict):
     def __missing__(self, key):
-        return "{" + key + "}"
+        return f"{{{key}}}"
 
 
 def log_of(rule, pattern):

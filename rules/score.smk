@@ -7,11 +7,6 @@ rule score:
     output:
         scores=path(SCORES, file="scores.parquet"),
         maps=path(SCORES, file="maps.npy"),
-    params:
-        method=method_cfg,
-        backbone=backbone_cfg,
-        geometry=geometry_cfg,
-        device=config["device"],
     log:
         log_of("score", "{dataset}/{method}/{category}/{split}"),
     benchmark:
@@ -23,5 +18,10 @@ rule score:
         gpu=1,
         mem_mb=8000,
         runtime=60,
+    params:
+        method=method_cfg,
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        device=config["device"],
     script:
         "../workflow/scripts/score.py"

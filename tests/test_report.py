@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from iadbench.data.images import Geometry, load_mask
-from iadbench.errors import CacheError, DataError
+from iadbench.errors import CacheError, ConfigError, DataError
 from iadbench.metrics import summarise
 from iadbench.report import build_report
 from iadbench.report.crossdomain import with_drops
@@ -417,3 +417,18 @@ def test_references_file_is_sourced_and_tagged():
     assert by_name["PaDiM WRN50-Rd550"] == {"image_auroc": 95.3, "pixel_auroc": 97.5, "aupro": 92.1}
     raw = yaml.safe_load((REPO / "config" / "references.yaml").read_text())
     assert len(raw["references"]) == len(refs.entries)
+
+
+@pytest.mark.parametrize(
+    "source", ["METHODS.md §1.1", "/work/shared/notes", "see ../shared/DESIGN.md", "~/refs.pdf"]
+)
+def test_a_reference_citing_a_local_file_is_refused(tmp_path, source):
+    raw = yaml.safe_load((REPO / "config" / "references.yaml").read_text())
+    raw["references"] = [{**raw["references"][0], "source": source}]
+    path = tmp_path / "refs.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="names a local file"):
+        load_references(path)
+    raw["references"][0]["source"] = "openvinotoolkit/anomalib @161bb36, models/image/padim"
+    path.write_text(yaml.safe_dump(raw))
+    assert len(load_references(path).entries) == 1

@@ -46,6 +46,20 @@ def _backbones(_: argparse.Namespace) -> None:
         )
 
 
+def _kinds(_: argparse.Namespace) -> None:
+    from iadbench.methods.kinds import PARAMS
+
+    for name, cls in sorted(PARAMS.items()):
+        params = cls()
+        needs = params.needs()
+        print(
+            f"{name:12s} {cls.implementation}\n"
+            f"{'':12s} inputs={sorted(needs.inputs)} training={needs.training} maps={needs.maps}"
+            f"{' uses=' + ','.join(needs.uses) if needs.uses else ''}\n"
+            f"{'':12s} defaults={json.dumps(params.to_dict())}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iadbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     man.add_argument("--name", default="dataset")
     man.set_defaults(func=_manifest)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=_backbones)
+    sub.add_parser("kinds", help="list method kinds: needs and defaults").set_defaults(func=_kinds)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

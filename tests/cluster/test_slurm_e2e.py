@@ -86,7 +86,7 @@ def test_slurm_profile_reproduces_the_local_summary(slurm, tmp_path):
     assert cluster_run.returncode == 0, cluster_run.stdout[-3000:] + cluster_run.stderr[-3000:]
 
     jobs = submitted_rules()
-    assert GPU_RULES | {"metrics", "aggregate"} <= {rule for rule, _, _ in jobs}
+    assert GPU_RULES | {"metrics", "summary"} <= {rule for rule, _, _ in jobs}
     for rule, partition, gpus in jobs:
         expected = ("gpu", "gres:gpu:1") if rule in GPU_RULES else ("cpu", "N/A")
         assert (partition, gpus) == expected, rule

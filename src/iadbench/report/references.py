@@ -26,6 +26,8 @@ REF_METRICS = (
     ("aupro", "AUPRO / PRO"),
     ("image_f1max", "I-F1max"),
 )
+# A source must be public (a paper, a repository at a commit), never a file on someone's disk.
+LOCAL_FILE = re.compile(r"(^|\s)(/|\.\./|~/)\S|\.(md|txt|pdf|docx?)\b", re.IGNORECASE)
 _REQUIRED = (
     "name",
     "kind",
@@ -88,6 +90,11 @@ def load_references(path: str | Path) -> References:
             raise ConfigError(f"{path}: reference #{i} lacks {missing}")
         if raw["dataset"] not in datasets:
             raise ConfigError(f"{path}: reference {raw['name']!r}: unknown dataset")
+        if LOCAL_FILE.search(str(raw["source"])):
+            raise ConfigError(
+                f"{path}: reference {raw['name']!r}: source {raw['source']!r} names a local "
+                "file; cite a paper or a public repository (owner/name @commit)"
+            )
         entries.append(
             Reference(
                 name=str(raw["name"]),

@@ -2,8 +2,8 @@
 
 The summary is the contract with :mod:`iadbench.metrics.aggregate`: one row per category with
 ``average == "per_category"``, then a ``macro`` and a ``micro`` row per (dataset, method).
-Configuration columns (``kind``, ``base``, ``backbone_model``, ``fusion``, ``feature_dim``,
-``bank``, ``seed``) are optional; every section that needs one is skipped when it is absent.
+Configuration columns (``kind``, ``base``, ``seed`` and whatever each method's ``describe()``
+adds) are optional; every section that needs one is skipped when it is absent.
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ METRICS = (
     ("aupro", "AUPRO"),
     ("aupro_cflow200", "AUPRO-cflow200"),
 )
-# Columns that say which configuration produced a row (provenance, seed grouping).
-CONFIG_COLS = (
-    "kind",
-    "base",
-    "backbone",
-    "backbone_model",
-    "weights",
-    "fusion",
-    "feature_dim",
-    "bank",
-)
+# Columns that are neither identifiers, metrics nor bookkeeping: the provenance each method's
+# describe() adds (backbone, fusion, bank, train_on...), read generically.
+NOT_CONFIG = frozenset(
+    {"dataset", "method", "category", "average", "grid", "seed", "fpr_limit", "eval_height",
+     "eval_width", "n_images", "n_anomalous", "n_normal", "n_pixel_images"}
+)  # fmt: skip
+
+
+def config_cols(frame: pd.DataFrame) -> list[str]:
+    """The provenance columns present, in the summary's order (see :data:`NOT_CONFIG`)."""
+    metrics = {c for c, _ in METRICS}
+    return [c for c in frame.columns if c not in NOT_CONFIG and c not in metrics]
 
 
 def load_summary(path: str | Path) -> pd.DataFrame:
@@ -118,7 +119,7 @@ def seed_groups(frame: pd.DataFrame) -> list[pd.DataFrame]:
     if not has_values(frame, "seed"):
         return []
     macro = rows(frame, "macro")
-    keys = ["dataset"] + [c for c in CONFIG_COLS if c in macro.columns]
+    keys = ["dataset"] + config_cols(macro)
     groups = []
     for _, group in macro.groupby(keys, dropna=False, sort=True):
         seeds = group["seed"].dropna()

@@ -10,8 +10,8 @@ import pandas as pd
 
 from .html import table
 from .summary import (
-    CONFIG_COLS,
     backbone_label,
+    config_cols,
     fpr_limits,
     mean_std,
     metric_cols,
@@ -117,7 +117,7 @@ def seed_table(summary: pd.DataFrame) -> str | None:
 
 def provenance_table(summary: pd.DataFrame) -> str | None:
     """Which configuration produced each (dataset, method): the config columns recorded."""
-    present = [c for c in (*CONFIG_COLS, "seed") if c in summary.columns]
+    present = [*config_cols(summary), *(["seed"] if "seed" in summary.columns else [])]
     if not present:
         return None
     per_cat = rows(summary, "per_category")
