@@ -30,7 +30,7 @@ wildcard_constraints:
     backbone=alternation(BACKBONES),
     method=alternation(METHODS),
     train_set=alternation(TRAIN_SETS),
-    split="train|train_labelled|val|test",
+    split=alternation(SPLITS),
     category="[^/]+",
     train_category="[^/]+",
 
@@ -50,3 +50,5 @@ rule all:
         rules.report.output.html,
         val_targets(),
         cross_domain_outputs(),
+        latency_outputs(),
+        sweep_outputs(),

@@ -6,7 +6,8 @@ import re
 import pandas as pd
 
 from iadbench.config import cross_domain_pairs, dataset_splits, method_datasets
-from iadbench.methods.kinds import needs_of
+from iadbench.data.manifest import SPLITS
+from iadbench.methods.kinds import needs_of, params_class
 
 DATASETS = list(config["datasets"])
 BACKBONES = list(config["backbones"])
@@ -52,13 +53,16 @@ def train_set_cfg(wildcards):
 
 def demo_entry(root):
     """The ``datasets:`` entry whose generated demo lives at ``root``."""
-    return next(d for d in config["datasets"].values() if d["root"] == root and "demo" in d)
+    return next(d for d in config["datasets"].values() if "demo" in d and d["root"] == root)
 
 
 def dataset_source(wildcards):
-    """The demo rule's output for generated datasets; nothing for datasets on disk."""
+    """What a manifest job reads besides the files on disk: the demo rule's output for
+    generated datasets, the source datasets' manifests for a union."""
     d = config["datasets"][wildcards.dataset]
-    return [os.path.join(d["root"], ".complete")] if "demo" in d else []
+    if d.get("layout") == "union":
+        return {f"source_{s}": path(MANIFEST, dataset=s) for s in d["sources"]}
+    return {"demo": os.path.join(d["root"], ".complete")} if "demo" in d else {}
 
 
 def categories_of(dataset):
@@ -114,25 +118,44 @@ def score_inputs(wildcards):
         inputs.update(
             feature_files(wildcards.dataset, wildcards.method, wildcards.category, wildcards.split)
         )
-    for role, other in (config["methods"][wildcards.method].get("uses") or {}).items():
-        inputs[f"uses_{role}"] = path(
-            SCORES,
-            dataset=wildcards.dataset,
-            method=other,
-            category=wildcards.category,
-            split=wildcards.split,
-            file="scores.parquet",
-        )
+    inputs.update(
+        uses_files(wildcards.method, wildcards.dataset, wildcards.category, wildcards.split)
+    )
     return inputs
 
 
+def operating_inputs(wildcards):
+    """The method's own ``val`` scores, where its operating threshold is chosen (test only)."""
+    splits = dataset_splits(config["datasets"][wildcards.dataset])
+    if wildcards.split != "test" or "val" not in splits:
+        return {}
+    fields = dict(dataset=wildcards.dataset, method=wildcards.method, split="val")
+    if hasattr(wildcards, "train_category"):
+        template, fields["train_category"] = CROSS_SCORES, wildcards.train_category
+    else:
+        template = SCORES
+    return {
+        "val_scores": path(template, category=wildcards.category, file="scores.parquet", **fields)
+    }
+
+
+def uses_files(method, dataset, category, split):
+    """The score tables of the methods ``method`` uses, by role (``uses_<role>``)."""
+    return {
+        f"uses_{role}": score_file(other, dataset, category, "scores.parquet", split)
+        for role, other in (config["methods"][method].get("uses") or {}).items()
+    }
+
+
 def fit_inputs(wildcards):
-    """A per-category fit reads the category's ``train`` split."""
+    """A per-category fit reads the category's ``fit_on`` split (``train``, or ``val``)."""
+    needs = NEEDS[wildcards.method]
     inputs = {"manifest": path(MANIFEST, dataset=wildcards.dataset)}
-    if "features" in NEEDS[wildcards.method].inputs:
+    if "features" in needs.inputs:
         inputs.update(
-            feature_files(wildcards.dataset, wildcards.method, wildcards.category, "train")
+            feature_files(wildcards.dataset, wildcards.method, wildcards.category, needs.fit_on)
         )
+    inputs.update(uses_files(wildcards.method, wildcards.dataset, wildcards.category, needs.fit_on))
     return inputs
 
 
@@ -201,6 +224,53 @@ def val_targets():
 
 def manifest_files():
     return [path(MANIFEST, dataset=d) for d in DATASETS]
+
+
+def timed(method):
+    """Whether the latency step times this method (its kind implements it)."""
+    return params_class(config["methods"][method]["kind"]).timed
+
+
+def is_cascade(method):
+    """A method that routes between two others (``uses`` gate and heatmap)."""
+    return set(NEEDS[method].uses) == {"gate", "heatmap"}
+
+
+def latency_items(wildcards):
+    """One item per timed result cell, and per cascade whose gate and heatmap are timed."""
+    items = []
+    for m, d, c in result_cells():
+        item = {"dataset": d, "method": m, "category": c, "kind": config["methods"][m]["kind"]}
+        if timed(m):
+            items.append({**item, "timings": path(LATENCY, dataset=d, method=m, category=c)})
+        elif is_cascade(m):
+            uses = config["methods"][m]["uses"]
+            if timed(uses["gate"]) and timed(uses["heatmap"]):
+                roles = {r: path(LATENCY, dataset=d, method=uses[r], category=c) for r in uses}
+                items.append({**item, **roles, "scores": score_file(m, d, c, "scores.parquet")})
+    return items
+
+
+def latency_inputs(wildcards):
+    return sorted({v for item in latency_items(wildcards) for k, v in item.items()
+                   if k in ("timings", "gate", "heatmap", "scores")})  # fmt: skip
+
+
+def latency_outputs():
+    return [LATENCY_CSV] if config.get("latency") else []
+
+
+def sweep_states(wildcards):
+    """The fitted cascades (their ``sweep.csv``), one per result cell."""
+    return [
+        path(FIT_STATE, dataset=d, method=m, category=c)
+        for m, d, c in result_cells()
+        if is_cascade(m)
+    ]
+
+
+def sweep_outputs():
+    return [SWEEP_CSV] if any(is_cascade(m) for m in METHODS) else []
 
 
 def cross_cells():

@@ -15,6 +15,7 @@ use rule score as score_cross with:
 use rule metrics as metrics_cross with:
     input:
         unpack(model_for),
+        unpack(operating_inputs),
         scores=rules.score_cross.output.scores,
         maps=rules.score_cross.output.maps,
         manifest=rules.manifest.output[0],

@@ -20,7 +20,7 @@ rule demo_dataset:
 
 checkpoint manifest:
     input:
-        dataset_source,
+        unpack(dataset_source),
     output:
         MANIFEST,
     log:

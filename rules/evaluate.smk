@@ -1,6 +1,7 @@
 rule metrics:
     input:
         unpack(model_for),
+        unpack(operating_inputs),
         scores=rules.score.output.scores,
         maps=rules.score.output.maps,
         manifest=rules.manifest.output[0],
@@ -52,9 +53,80 @@ rule summary:
         "../workflow/scripts/summary.py"
 
 
+rule latency:
+    input:
+        unpack(model_for),
+        manifest=rules.manifest.output[0],
+    output:
+        LATENCY,
+    log:
+        log_of("latency", "{dataset}/{method}/{category}"),
+    benchmark:
+        benchmark_of("latency", "{dataset}/{method}/{category}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=30,
+    params:
+        method=method_cfg,
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        images=lambda wc: config["latency"]["images"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/latency.py"
+
+
+rule latency_summary:
+    input:
+        latency_inputs,
+    output:
+        LATENCY_CSV,
+    log:
+        log_of("latency_summary", "latency_summary"),
+    benchmark:
+        benchmark_of("latency_summary", "latency_summary")
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        cells=latency_items,
+    script:
+        "../workflow/scripts/latency_summary.py"
+
+
+rule cascade_sweeps:
+    input:
+        sweep_states,
+    output:
+        SWEEP_CSV,
+    log:
+        log_of("cascade_sweeps", "cascade_sweeps"),
+    benchmark:
+        benchmark_of("cascade_sweeps", "cascade_sweeps")
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        cells=lambda wc: [c for c in result_cells() if is_cascade(c[0])],
+    script:
+        "../workflow/scripts/cascade_sweeps.py"
+
+
 rule report:
     input:
         unpack(lambda wc: {"cross_domain": CROSS_SUMMARY} if config.get("cross_domain") else {}),
+        unpack(lambda wc: {"latency": LATENCY_CSV} if config.get("latency") else {}),
+        unpack(lambda wc: {"sweeps": SWEEP_CSV} if sweep_outputs() else {}),
         summary=rules.summary.output.csv,
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),

@@ -46,7 +46,10 @@ def schema_kind_blocks() -> dict[str, dict]:
 @pytest.mark.parametrize("kind", sorted(PARAMS))
 def test_schema_defaults_and_keys_match_the_parameter_dataclass(kind):
     block = schema_kind_blocks()[kind]
-    fields = {f.name: f.default for f in dataclasses.fields(PARAMS[kind])}
+    fields = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(PARAMS[kind])
+    }
     common = {"kind", "backbone", "datasets", "seed", "grid", "train_on", "uses"}
     assert set(block) - common == set(fields)
     for name, default in fields.items():

@@ -160,6 +160,13 @@ def _train_set_splits(dataset_cfg: dict) -> set[str]:
 def _check_datasets(config: dict) -> None:
     demo_roots = {str(d["root"]): n for n, d in config["datasets"].items() if "demo" in d}
     for name, dataset in config["datasets"].items():
+        if dataset.get("layout") == "union":
+            for source in dataset["sources"]:
+                if source not in config["datasets"] or source == name:
+                    raise ConfigError(f"dataset {name!r}: unknown source dataset {source!r}")
+                if config["datasets"][source].get("layout") == "union":
+                    raise ConfigError(f"dataset {name!r}: source {source!r} is itself a union")
+            continue
         owner = demo_roots.get(str(dataset["root"]), name)
         if owner != name:
             raise ConfigError(
@@ -247,6 +254,12 @@ def _check_method(config: dict, name: str, method: dict) -> None:
     for dataset in method_datasets(config, name):
         if dataset not in config["datasets"]:
             raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
+        if needs.training == "per_category" and needs.fit_on == "val":
+            if not config["datasets"][dataset].get("val_split"):
+                raise ConfigError(
+                    f"method {name!r} is fitted on the val split, but dataset {dataset!r} has "
+                    f"none: add val_split: {{fraction: ...}} to it"
+                )
     train_on = method.get("train_on")
     if needs.training == "train_set":
         if train_on not in (config.get("train_sets") or {}):

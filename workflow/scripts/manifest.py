@@ -5,4 +5,5 @@ from iadbench.pipeline import make_manifest
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    make_manifest(sm.wildcards.dataset, sm.params.dataset, sm.output[0])
+    sources = {k[len("source_") :]: v for k, v in sm.input.items() if k.startswith("source_")}
+    make_manifest(sm.wildcards.dataset, sm.params.dataset, sm.output[0], sources)

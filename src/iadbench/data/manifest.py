@@ -9,6 +9,8 @@ sample_id       str     unique within the dataset; ``<category>/<split>/<defect_
                         for tree and CSV layouts, ``<category>/<split>/<relative path>`` for
                         ``folder``
 category        str     category name (e.g. ``bottle``)
+source          str     the dataset the row comes from: the dataset's own name, or for a
+                        ``union`` the source dataset's (see :mod:`iadbench.data.union`)
 split           str     the split used: ``train``, ``train_labelled``, ``val`` or ``test``
 source_split    str     the split the layout gave (``train`` or ``test``); differs from
                         ``split`` only for test rows that ``val_split`` moved (see
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 COLUMNS = [
     "sample_id",
     "category",
+    "source",
     "split",
     "source_split",
     "label",
@@ -65,9 +68,11 @@ SORT_KEY = ["category", "split", "sample_id"]
 def to_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """Build a manifest frame with the documented column order and dtypes, sorted stably.
 
-    Layouts do not set ``source_split``: it is the row's ``split`` where absent.
+    Layouts set neither ``source_split`` (the row's ``split`` where absent) nor ``source``
+    (``""`` where absent; :func:`build_manifest` fills in the dataset name).
     """
     frame = pd.DataFrame(list(rows), columns=COLUMNS)
+    frame["source"] = [source if isinstance(source, str) else "" for source in frame["source"]]
     frame["source_split"] = frame["source_split"].where(
         frame["source_split"].notna(), frame["split"]
     )
@@ -129,7 +134,13 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
         )
 
 
-def _check_categories(frame: pd.DataFrame, categories: Iterable[str], root: str) -> None:
+def _check_categories(
+    frame: pd.DataFrame, categories: Iterable[str], root: str, *, require_train: bool = True
+) -> None:
+    """Every category has test images and (unless ``require_train`` is off) training images.
+
+    Unions turn ``require_train`` off: a 100 %-anomalous source has no training images.
+    """
     trained_anomalies = frame[(frame["split"] == "train") & (frame["label"] == 1)]
     if len(trained_anomalies):
         raise DataError(trained_anomalies["image_path"].iloc[0], "anomalous image in train split")
@@ -137,7 +148,7 @@ def _check_categories(frame: pd.DataFrame, categories: Iterable[str], root: str)
         rows = frame[frame["category"] == category]
         if rows.empty:
             raise DataError(root, f"category {category!r} has no images")
-        if not (rows["split"] == "train").any():
+        if require_train and not (rows["split"] == "train").any():
             raise DataError(root, f"category {category!r} has no normal training images")
         if not (rows["split"] == "test").any():
             raise DataError(root, f"category {category!r} has no test images")
@@ -189,11 +200,19 @@ def orphan_masks(mask_files: Iterable[str], frame: pd.DataFrame) -> list[str]:
     return sorted(set(mask_files) - used)
 
 
-def val_split(frame: pd.DataFrame, spec, categories: Iterable[str], root: str) -> pd.DataFrame:
+def val_split(
+    frame: pd.DataFrame,
+    spec,
+    categories: Iterable[str],
+    root: str,
+    *,
+    require_train: bool = True,
+) -> pd.DataFrame:
     """Apply a ``val_split:`` config mapping to a checked manifest, re-sorted like ``to_frame``.
 
     Runs after the checks and notes so ``missing_mask`` notes travel with the moved rows; the
-    category check runs again because every category must keep test images.
+    category check runs again because every category must keep test images
+    (``require_train`` as in :func:`_check_categories`).
     """
     if not isinstance(spec, dict) or "fraction" not in spec:
         raise ConfigError(
@@ -210,7 +229,7 @@ def val_split(frame: pd.DataFrame, spec, categories: Iterable[str], root: str) -
             labelled_fraction=spec.get("labelled_fraction", 0.0),
         )
     )
-    _check_categories(frame, categories, root)
+    _check_categories(frame, categories, root, require_train=require_train)
     return frame
 
 
@@ -232,9 +251,14 @@ def _log_moves(dataset: str, frame: pd.DataFrame) -> None:
 def build_manifest(dataset: str, cfg: dict) -> pd.DataFrame:
     """Read the dataset described by one ``datasets:`` config entry into a validated manifest."""
     try:
+        if cfg.get("layout") == "union":
+            raise ConfigError(
+                "layout 'union' is built from its sources' manifests "
+                "(iadbench.data.union.union_manifest), not read from disk"
+            )
         layout = get_layout(cfg.get("layout", "mvtec"))
         categories = resolve_categories(cfg, layout)
-        frame = to_frame(layout.read(cfg, categories))
+        frame = to_frame(layout.read(cfg, categories)).assign(source=dataset)
         _check_names(frame)
         orphans = orphan_masks(layout.mask_files(cfg, categories), frame)
         for path in orphans:

@@ -94,6 +94,20 @@ def _normalise(images: list[np.ndarray], preprocessing: Preprocessing) -> torch.
     return (batch - mean_t) / std_t
 
 
+def patch_features(
+    backbone, images: list[np.ndarray], cfg: FeatureConfig, device: torch.device
+) -> tuple[np.ndarray, list[int]]:
+    """Decoded, geometry-applied uint8 images -> fp16 (N, h, w, C) features and tap widths.
+
+    The one path from pixels to cached features, shared by extraction and latency timing.
+    """
+    batch = _normalise(images, backbone.preprocessing).to(device)
+    taps = backbone.taps(batch)
+    layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
+    feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim)
+    return feats.cpu().numpy().astype(np.float16), layer_dims
+
+
 def extract_features(
     manifest: pd.DataFrame,
     category: str,
@@ -131,11 +145,8 @@ def extract_features(
     ):
         for start in range(0, len(paths), batch_size):
             images = list(pool.map(load, paths[start : start + batch_size]))
-            batch = _normalise(images, backbone.preprocessing).to(dev)
-            taps = backbone.taps(batch)
-            layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
-            feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim)
-            chunks.append(feats.cpu().numpy().astype(np.float16))
+            feats, layer_dims = patch_features(backbone, images, cfg, dev)
+            chunks.append(feats)
             bar.update(len(images))
     features = np.concatenate(chunks)
     if not np.isfinite(features).all():

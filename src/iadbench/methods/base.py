@@ -45,11 +45,24 @@ class MethodInputs:
     ``index`` has one row per sample in output order (``sample_id``, ``category``, ``label``,
     ``defect_type`` and, from the manifest, ``image_path``...); ``features`` is the cached
     feature set of those samples; ``scores`` maps a ``uses`` role to that method's score table.
+    ``rows`` are all manifest rows of the category (every split): a fit may read ``val`` for
+    model selection or ``train_labelled`` for labelled anomalies, never ``test``.
+    ``dataset`` is the dataset's config slice (geometry) for methods that read images.
     """
 
     index: pd.DataFrame
     features: FeatureSet | None = None
     scores: dict[str, pd.DataFrame] = field(default_factory=dict)
+    rows: pd.DataFrame | None = None
+    dataset: dict = field(default_factory=dict)
+
+    def split_rows(self, split: str) -> pd.DataFrame:
+        """The category's manifest rows of one split (``test`` is refused: it is reported)."""
+        if split == "test":
+            raise ValueError("a fit must not read the reported test split")
+        if self.rows is None:
+            return self.index.iloc[:0]
+        return self.rows[self.rows["split"] == split].reset_index(drop=True)
 
     @classmethod
     def of_features(cls, features: FeatureSet) -> MethodInputs:
@@ -97,11 +110,66 @@ class Method(ABC):
         """Training on a named train set (one entry per category); resumable from ``resume_dir``."""
         raise NotImplementedError(f"{self.kind} is not trained on a train set")
 
+    def scorer(self, state_dir: Path | None):
+        """A function ``(inputs, out_size) -> score()'s result`` with the model loaded once.
+
+        Kinds whose state is costly to load (memory banks, networks) override it, so per-image
+        latency measures inference, not loading.
+        """
+        return lambda inputs, out_size: self.score(state_dir, inputs, out_size)
+
+    def latency(
+        self, state_dir: Path | None, rows: pd.DataFrame, dataset_cfg: dict, backbone_cfg: dict
+    ) -> np.ndarray:
+        """Seconds per image of the whole inference path on ``rows`` (one image at a time).
+
+        Default for kinds that read cached features: decode, geometry, backbone, patch features
+        and scoring, after one warm-up image; the model is loaded once, outside the timing.
+        """
+        from iadbench.backbones.loader import load_backbone
+        from iadbench.data.images import load_image
+        from iadbench.device import resolve_device
+        from iadbench.features.extract import FeatureConfig, patch_features
+
+        cfg = FeatureConfig.from_config(backbone_cfg, dataset_cfg)
+        device = resolve_device(self.device)
+        backbone = load_backbone(cfg.model, cfg.weights, cfg.layers, seed=cfg.seed, device=device)
+        score, crop, config_hash = self.scorer(state_dir), cfg.geometry.crop, cfg.hash()
+
+        def one(i: int) -> None:
+            image = cfg.geometry.image(load_image(rows["image_path"].iloc[i]))
+            feats, dims = patch_features(backbone, [image], cfg, device)
+            meta = {"config_hash": config_hash, "layer_dims": dims}
+            features = FeatureSet(features=feats, index=rows.iloc[i : i + 1], meta=meta)
+            score(MethodInputs.of_features(features), (crop, crop))
+
+        return time_each(one, len(rows), device)
+
     @abstractmethod
-    def score(
-        self, state_dir: Path | None, inputs: MethodInputs, out_size: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Return image scores (N,) float64 and anomaly maps (N, H, W) float32."""
+    def score(self, state_dir: Path | None, inputs: MethodInputs, out_size: tuple[int, int]):
+        """Return image scores (N,) float64 and anomaly maps (N, H, W) float32 (None when the
+        kind has no maps), optionally followed by a dict of extra per-image score columns."""
+
+
+def time_each(run, n: int, device) -> np.ndarray:
+    """Seconds per call of ``run(i)`` for i < n, after one untimed warm-up call."""
+    import time
+
+    import torch
+
+    def sync() -> None:
+        if getattr(device, "type", "cpu") == "cuda":
+            torch.cuda.synchronize(device)
+
+    run(0)
+    sync()
+    seconds = np.empty(n)
+    for i in range(n):
+        start = time.perf_counter()
+        run(i)
+        sync()
+        seconds[i] = time.perf_counter() - start
+    return seconds
 
 
 def fit_fusion(cfg: dict, train: FeatureSet) -> FusionState:
@@ -110,12 +178,15 @@ def fit_fusion(cfg: dict, train: FeatureSet) -> FusionState:
     return Fusion.from_config(cfg.get("fusion")).fit(train.features, layer_dims)
 
 
-def load_state(state_dir: Path, test: FeatureSet) -> dict:
-    """A fitted state's ``state.json``, refusing test features from another backbone config."""
-    state = json.loads((Path(state_dir) / "state.json").read_text())
+def load_state(state_dir: Path) -> dict:
+    """A fitted state's ``state.json``."""
+    return json.loads((Path(state_dir) / "state.json").read_text())
+
+
+def check_features(state_dir: Path, state: dict, test: FeatureSet) -> None:
+    """Refuse test features from another backbone config than the fit's."""
     if state["features"]["config_hash"] != test.meta["config_hash"]:
         raise CacheError(
             f"{state_dir}: fitted on features {state['features']['config_hash']} but "
             f"test features are {test.meta['config_hash']} (different backbone config)"
         )
-    return state

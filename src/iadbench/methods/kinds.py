@@ -32,20 +32,27 @@ class Needs:
     ``inputs``: cached ``features`` (needs a ``backbone``), ``images``/``text`` (read by the
     method from the manifest), ``scores`` (other methods' outputs, by the roles in ``uses``),
     or other modalities. ``training``: ``none`` (zero-shot), ``per_category`` (one-class fit on
-    each category's ``train`` split) or ``train_set`` (trained once on the config's named train
-    set ``train_on``, scored on any dataset). ``maps``: whether pixel maps are produced.
+    each category's ``fit_on`` split) or ``train_set`` (trained once on the config's named
+    train set ``train_on``, scored on any dataset). ``fit_on``: ``train`` for one-class fits,
+    ``val`` for methods whose whole "fit" is calibration on validation scores (the dataset must
+    have a ``val_split``). ``maps``: whether pixel maps are produced (else pixel metrics are
+    n/a). ``probabilities``: image scores are calibrated probabilities (ECE is reported).
     """
 
     inputs: frozenset[str]
     training: str
     maps: bool = True
     uses: tuple[str, ...] = ()
+    fit_on: str = "train"
+    probabilities: bool = False
 
     def __post_init__(self) -> None:
         if unknown := set(self.inputs) - INPUTS:
             raise ConfigError(f"unknown method inputs {sorted(unknown)} (known: {sorted(INPUTS)})")
         if self.training not in TRAINING:
             raise ConfigError(f"unknown training {self.training!r} (known: {', '.join(TRAINING)})")
+        if self.fit_on not in ("train", "val"):
+            raise ConfigError(f"fit_on must be train or val, got {self.fit_on!r}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Params:
     """Base of every kind's parameter dataclass; subclasses add fields with defaults."""
 
     implementation: ClassVar[str] = ""
+    # Whether the opt-in latency step times this kind (its Method implements ``latency``).
+    timed: ClassVar[bool] = False
 
     def needs(self) -> Needs:
         raise NotImplementedError
@@ -110,6 +119,7 @@ class PatchCoreParams(Params):
     """PatchCore (METHODS §1.1): memory bank of training patches, nearest-neighbour distances."""
 
     implementation: ClassVar[str] = "iadbench.methods.patchcore:PatchCore"
+    timed: ClassVar[bool] = True
 
     coreset: float = 0.1
     projection_dim: int = 128
@@ -154,6 +164,7 @@ class PadimParams(Params):
     """PaDiM (METHODS §1.2): one Gaussian per patch position on a random channel subset."""
 
     implementation: ClassVar[str] = "iadbench.methods.padim:Padim"
+    timed: ClassVar[bool] = True
 
     n_features: int = 100
     epsilon: float = 0.01
@@ -174,7 +185,134 @@ class PadimParams(Params):
         return describe_features(state)
 
 
-PARAMS: dict[str, type[Params]] = {"patchcore": PatchCoreParams, "padim": PadimParams}
+CLASSIFIER_MODELS = ("efficientnet_lite0", "efficientnet_b0", "mobilenetv3_small_100")
+
+
+@dataclass(frozen=True)
+class ClassifierParams(Params):
+    """A timm image classifier used as a cheap gate (METHODS §11), trained per category.
+
+    Anomalies come from ``synthetic`` CutPaste/Scar copies of the normal training images or from
+    the ``labelled`` split ``train_labelled``; the best epoch is chosen on ``val`` when the
+    dataset has one, and the logits are temperature-scaled on ``val`` (``calibrate``).
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.classifier:Classifier"
+    timed: ClassVar[bool] = True
+
+    model: str = "efficientnet_lite0"
+    weights: str = "pretrained"
+    anomalies: str = "synthetic"
+    synthetic: str = "mixed"
+    synthetic_per_image: int = 1
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 0.001
+    weight_decay: float = 0.0001
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    class_weights: bool = True
+    calibrate: bool = True
+
+    def needs(self) -> Needs:
+        return Needs(frozenset({"images"}), "per_category", maps=False, probabilities=True)
+
+    def check(self) -> None:
+        if self.model not in CLASSIFIER_MODELS:
+            raise ConfigError(
+                f"classifier model {self.model!r} is not one of {', '.join(CLASSIFIER_MODELS)}"
+            )
+        if self.anomalies not in ("synthetic", "labelled"):
+            raise ConfigError(
+                f"classifier anomalies must be synthetic or labelled, got {self.anomalies!r}"
+            )
+        if self.synthetic not in ("cutpaste", "scar", "mixed"):
+            raise ConfigError(
+                f"classifier synthetic must be cutpaste, scar or mixed, got {self.synthetic!r}"
+            )
+        if int(self.synthetic_per_image) < 1:
+            raise ConfigError("classifier synthetic_per_image must be >= 1")
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {
+            "backbone_model": self.model,
+            "weights": state.get("weights"),
+            "anomalies": self.anomalies,
+            "temperature": state.get("temperature"),
+            "selection": state.get("selection"),
+            "best_epoch": state.get("best_epoch"),
+        }
+
+
+CALIBRATIONS = ("platt", "isotonic")
+OPERATING = ("max_f1", "recall")
+
+
+@dataclass(frozen=True)
+class CascadeParams(Params):
+    """Gate -> heatmap cascade (METHODS §11): calibrated on ``val``, routed by two thresholds.
+
+    ``thresholds: [t_low, t_high]`` fixes the uncertain band; without it the pair with the
+    fewest heatmap calls whose ``val`` recall is at least the heatmap method's minus
+    ``max_recall_loss`` is chosen from ``grid_low`` x ``grid_high``. The operating threshold is
+    chosen on ``val`` by ``operating`` (max F1, or the highest threshold reaching
+    ``target_recall``).
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.cascade:Cascade"
+
+    calibration: str = "platt"
+    thresholds: list | None = None
+    grid_low: list = dataclasses.field(
+        default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4]
+    )
+    grid_high: list = dataclasses.field(
+        default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+    )
+    max_recall_loss: float = 0.02
+    operating: str = "max_f1"
+    target_recall: float = 0.95
+
+    def needs(self) -> Needs:
+        return Needs(
+            frozenset({"scores"}),
+            "per_category",
+            maps=False,
+            uses=("gate", "heatmap"),
+            fit_on="val",
+            probabilities=True,
+        )
+
+    def check(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(f"cascade calibration must be one of {', '.join(CALIBRATIONS)}")
+        if self.operating not in OPERATING:
+            raise ConfigError(f"cascade operating must be one of {', '.join(OPERATING)}")
+        if self.thresholds is not None:
+            lo, hi = (list(self.thresholds) + [None, None])[:2]
+            if len(self.thresholds) != 2 or not 0.0 <= lo < hi <= 1.0:
+                raise ConfigError(
+                    f"cascade thresholds need [t_low, t_high] with 0 <= t_low < t_high <= 1, "
+                    f"got {self.thresholds}"
+                )
+        elif not any(lo < hi for lo in self.grid_low for hi in self.grid_high):
+            raise ConfigError("cascade grid_low x grid_high holds no pair with t_low < t_high")
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {
+            "t_low": state.get("t_low"),
+            "t_high": state.get("t_high"),
+            "calibration": self.calibration,
+            "degenerate_scores": state.get("degenerate_scores"),
+        }
+
+
+PARAMS: dict[str, type[Params]] = {
+    "patchcore": PatchCoreParams,
+    "padim": PadimParams,
+    "classifier": ClassifierParams,
+    "cascade": CascadeParams,
+}
 # The kind registry: name -> "module:Class" of the implementation (imported by jobs only).
 KINDS: dict[str, str] = {name: cls.implementation for name, cls in PARAMS.items()}
 

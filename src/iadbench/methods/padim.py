@@ -28,7 +28,7 @@ from iadbench.device import resolve_device
 from iadbench.errors import ConfigError
 from iadbench.features.fusion import FusionState
 from iadbench.io import save_npy
-from iadbench.methods.base import Method, MethodInputs, fit_fusion, load_state
+from iadbench.methods.base import Method, MethodInputs, check_features, fit_fusion, load_state
 from iadbench.methods.kinds import PadimParams
 from iadbench.methods.patchcore import smooth_map
 
@@ -107,17 +107,27 @@ class Padim(Method):
         log.info("padim: %d of %d fused channels, %dx%d positions", d, fusion.output_dim, h, w)
         return summary
 
-    def score(
-        self, state_dir: Path, inputs: MethodInputs, out_size: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        test = inputs.require_features("PaDiM")
+    def scorer(self, state_dir: Path):
+        """Load the Gaussians once; the returned function scores inputs."""
         state_dir = Path(state_dir)
-        state = load_state(state_dir, test)
+        state = load_state(state_dir)
         device = resolve_device(self.device)
         fusion = FusionState.from_dict(state["fusion"])
         channels = np.asarray(state["channels"])
         mean = torch.from_numpy(np.load(state_dir / "mean.npy")).to(device)
         inv_cov = torch.from_numpy(np.load(state_dir / "inv_cov.npy")).to(device)
+
+        def score(inputs: MethodInputs, out_size: tuple[int, int]):
+            test = inputs.require_features("PaDiM")
+            check_features(state_dir, state, test)
+            return self._score(test, fusion, channels, mean, inv_cov, device, out_size)
+
+        return score
+
+    def score(self, state_dir: Path, inputs: MethodInputs, out_size: tuple[int, int]):
+        return self.scorer(state_dir)(inputs, out_size)
+
+    def _score(self, test, fusion, channels, mean, inv_cov, device, out_size):
         h, w, d = mean.shape
         mean, inv_cov = mean.reshape(h * w, d), inv_cov.reshape(h * w, d, d)
         n_images = test.features.shape[0]

@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter
 from iadbench.device import resolve_device
 from iadbench.features.fusion import FusionState
 from iadbench.methods.banks import Bank, build_bank
-from iadbench.methods.base import Method, MethodInputs, fit_fusion, load_state
+from iadbench.methods.base import Method, MethodInputs, check_features, fit_fusion, load_state
 from iadbench.methods.kinds import PatchCoreParams
 from iadbench.methods.knn import KnnIndex, resolve_backend
 
@@ -75,17 +75,27 @@ class PatchCore(Method):
         log.info("patchcore %s bank: %d of %d patches", bank.kind, len(bank.vectors), len(patches))
         return summary
 
-    def score(
-        self, state_dir: Path, inputs: MethodInputs, out_size: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        test = inputs.require_features("PatchCore")
+    def scorer(self, state_dir: Path):
+        """Load the bank and build the kNN index once; the returned function scores inputs."""
         state_dir = Path(state_dir)
-        state = load_state(state_dir, test)
+        state = load_state(state_dir)
         device = resolve_device(self.device)
         fusion = FusionState.from_dict(state["fusion"])
         bank = Bank.load(state_dir, state["bank"]["kind"], device)
         index = KnnIndex(bank.vectors, backend=self.cfg["knn_backend"], device=device)
         log.info("patchcore kNN backend: %s on %s", index.backend, device)
+
+        def score(inputs: MethodInputs, out_size: tuple[int, int]):
+            test = inputs.require_features("PatchCore")
+            check_features(state_dir, state, test)
+            return self._score(test, fusion, bank, index, device, out_size)
+
+        return score
+
+    def score(self, state_dir: Path, inputs: MethodInputs, out_size: tuple[int, int]):
+        return self.scorer(state_dir)(inputs, out_size)
+
+    def _score(self, test, fusion, bank, index, device, out_size):
         k, neighbors = int(self.cfg["num_nn"]), int(self.cfg["reweight_neighbors"])
         n_images, h, w, _ = test.features.shape
         scores = np.empty(n_images, dtype=np.float64)

@@ -19,7 +19,14 @@ from .pixel import Maps, Masks
 
 ID_COLS = ("dataset", "method", "category")
 COUNT_COLS = ("n_images", "n_anomalous", "n_normal", "n_pixel_images")
-INFO_COLS = ("fpr_limit", *COUNT_COLS, "eval_height", "eval_width", "feature_dim", "seed")
+INFO_COLS = (
+    "fpr_limit", *COUNT_COLS, "eval_height", "eval_width", "feature_dim", "seed", "threshold"
+)  # fmt: skip
+# Averaged over categories like the ranking metrics: the operating point at each category's own
+# val-chosen threshold, the cascade's heatmap call rate, calibration errors.
+DECISION_COLS = (
+    "accuracy", "precision", "recall", "f1", "heatmap_call_rate", "ece", "ece_uncalibrated"
+)  # fmt: skip
 MACRO, MICRO = "macro_mean", "micro"
 
 
@@ -35,7 +42,8 @@ def macro_mean(rows: pd.DataFrame, metric_cols: Iterable[str]) -> dict[str, floa
 
 def _metric_cols(df: pd.DataFrame) -> list[str]:
     """The metric columns present (provenance columns may be numeric too: they are not metrics)."""
-    return [c for c in METRIC_COLS if c in df.columns]
+    named = [c for c in (*METRIC_COLS, *DECISION_COLS) if c in df.columns]
+    return named + [c for c in df.columns if c.startswith("ece_") and c not in named]
 
 
 def _common(series: pd.Series) -> Any:
@@ -117,8 +125,15 @@ def micro_metrics(
 
 
 # The headline table: these metrics, then the setup columns that have a value somewhere.
-HEADLINE_METRICS = ("image_auroc", "pixel_auroc", "aupro")
-HEADLINE_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "aupro": "AUPRO"}
+HEADLINE_METRICS = ("image_auroc", "pixel_auroc", "aupro", "f1", "heatmap_call_rate")
+HEADLINE_LABELS = {
+    "image_auroc": "I-AUROC",
+    "pixel_auroc": "P-AUROC",
+    "aupro": "AUPRO",
+    "f1": "F1@val-thr",
+    "heatmap_call_rate": "heatmap calls",
+}
+ALWAYS_SHOWN = ("image_auroc", "pixel_auroc", "aupro")
 CSV_ONLY = frozenset({"base", "grid", "weights", "backbone_model"})
 
 
@@ -133,12 +148,14 @@ def _fmt(value: Any, is_metric: bool) -> str:
 
 
 def headline_columns(summary_df: pd.DataFrame) -> list[str]:
-    """Identifiers, the three headline metrics, then each setup column that applies to a row.
+    """Identifiers, the headline metrics that have a value, then the setup columns that apply.
 
     Setup columns are what methods' ``describe()`` adds (backbone, bank, fusion, seed...): a
-    column is shown when at least one row has a value; rows it does not apply to read n/a.
+    column is shown when at least one row has a value. I-AUROC is always shown; pixel metrics
+    only where some row has them (kinds without maps have none).
     """
-    skip = set(ID_COLS) | set(METRIC_COLS) | set(INFO_COLS) | CSV_ONLY | {"average", "kind"}
+    skip = set(ID_COLS) | set(_metric_cols(summary_df)) | set(INFO_COLS) | CSV_ONLY
+    skip |= {"average", "kind", "threshold_from"}
     setup = [
         c
         for c in summary_df.columns
@@ -147,31 +164,48 @@ def headline_columns(summary_df: pd.DataFrame) -> list[str]:
         and (summary_df[c].astype(str) != "").any()
     ]
     ids = ["dataset", "method"] + (["kind"] if "kind" in summary_df.columns else []) + ["category"]
-    return ids + [c for c in HEADLINE_METRICS if c in summary_df.columns] + setup
+    shown = [
+        c
+        for c in HEADLINE_METRICS
+        if c in summary_df.columns and (c == "image_auroc" or summary_df[c].notna().any())
+    ]
+    return ids + shown + setup
 
 
-def to_markdown(summary_df: pd.DataFrame) -> str:
-    """Compact Markdown headline of a :func:`summarise` result (the CSV keeps every column).
-
-    Metrics with 4 decimals; n/a = undefined or not applicable. Macro and micro rows have their
-    category in bold and are named by the ``average`` column.
-    """
+def _markdown_table(summary_df: pd.DataFrame, labels: dict[str, str]) -> str:
     columns = headline_columns(summary_df)
-    limits = sorted({float(v) for v in summary_df.get("fpr_limit", pd.Series()).dropna()})
-    labels = {**HEADLINE_LABELS}
-    if len(limits) == 1:
-        labels["aupro"] = f"AUPRO@{limits[0]:g}"
     table = pd.DataFrame(
         {labels.get(c, c): [_fmt(v, c in HEADLINE_METRICS) for v in summary_df[c]] for c in columns}
     )
     if "average" in summary_df.columns:
         pooled = summary_df["average"].isin(["macro", "micro"]).to_numpy()
         table.loc[pooled, "category"] = "**" + table.loc[pooled, "category"] + "**"
+    return table.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def to_markdown(summary_df: pd.DataFrame) -> str:
+    """Compact Markdown headline of a :func:`summarise` result (the CSV keeps every column).
+
+    One table per method kind, each with only the columns that apply to that kind. Metrics with
+    4 decimals; n/a = undefined or not applicable. Macro and micro rows have their category in
+    bold and are named by the ``average`` column.
+    """
+    limits = sorted({float(v) for v in summary_df.get("fpr_limit", pd.Series()).dropna()})
+    labels = {**HEADLINE_LABELS}
+    if len(limits) == 1:
+        labels["aupro"] = f"AUPRO@{limits[0]:g}"
     header = (
         "Test split. Metrics are fractions in [0, 1] (4 decimals; n/a = undefined, e.g. no "
         "anomalies, or not applicable to the method). **macro_mean** = mean over categories "
         "ignoring n/a (the headline, as in papers); **micro** = all images/pixels of the "
-        "dataset pooled. AUPRO@x integrates the PRO curve up to FPR x. Every column, counts and "
-        "provenance included, is in metrics.csv.\n\n"
+        "dataset pooled. AUPRO@x integrates the PRO curve up to FPR x. F1@val-thr: F1 at the "
+        "threshold chosen on the val split (or the method's own fitted one). Every column, "
+        "counts and provenance included, is in metrics.csv.\n\n"
     )
-    return header + table.to_markdown(index=False, disable_numparse=True) + "\n"
+    if "kind" not in summary_df.columns or summary_df["kind"].nunique(dropna=False) < 2:
+        return header + _markdown_table(summary_df, labels)
+    parts = [header]
+    for kind in dict.fromkeys(summary_df["kind"]):
+        rows = summary_df[summary_df["kind"] == kind].reset_index(drop=True)
+        parts.append(f"## {kind}\n\n" + _markdown_table(rows, labels) + "\n")
+    return "".join(parts)

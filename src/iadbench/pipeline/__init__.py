@@ -8,15 +8,18 @@ data and metrics jobs should not pay seconds of deep-learning imports they never
 
 from iadbench.pipeline.data import make_demo, make_manifest
 from iadbench.pipeline.evaluation import (
+    collect_sweeps,
     compute_metrics,
     cross_summary,
     provenance,
     summarise_results,
 )
 from iadbench.pipeline.features import feature_distance, make_features
+from iadbench.pipeline.latency import summarise_latency, time_method
 from iadbench.pipeline.models import fit_method, score_method, train_method
 
 __all__ = [
+    "collect_sweeps",
     "compute_metrics",
     "cross_summary",
     "feature_distance",
@@ -26,6 +29,8 @@ __all__ = [
     "make_manifest",
     "provenance",
     "score_method",
+    "summarise_latency",
     "summarise_results",
+    "time_method",
     "train_method",
 ]

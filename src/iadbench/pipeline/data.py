@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from iadbench.data.manifest import build_manifest
+from iadbench.data.union import union_manifest
 from iadbench.io import save_parquet
 
 
@@ -17,12 +18,19 @@ def make_demo(root: str | Path, demo_cfg: dict, categories: list[str]) -> dict:
     return generate_demo(root, categories=tuple(categories), **demo_cfg)
 
 
-def make_manifest(dataset: str, dataset_cfg: dict, out: str | Path) -> pd.DataFrame:
+def make_manifest(
+    dataset: str, dataset_cfg: dict, out: str | Path, sources: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Build, validate and write ``results/{dataset}/manifest.parquet``.
 
     Masks that match no image are logged by the reader and kept in the Parquet file's metadata
     (``frame.attrs["orphan_masks"]``), so they stay listed beside the data they were found with.
+    A ``union`` dataset is built from its ``sources``' manifests (name -> Parquet path).
     """
-    frame = build_manifest(dataset, dataset_cfg)
+    if dataset_cfg.get("layout") == "union":
+        frames = {name: pd.read_parquet(path) for name, path in (sources or {}).items()}
+        frame = union_manifest(dataset, dataset_cfg, frames)
+    else:
+        frame = build_manifest(dataset, dataset_cfg)
     save_parquet(out, frame)
     return frame

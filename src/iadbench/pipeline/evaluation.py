@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from iadbench.data.images import Geometry, load_mask
 from iadbench.io import save_json, save_text
 from iadbench.methods.kinds import params_of
 from iadbench.metrics import evaluate_category, micro_metrics, summarise, to_markdown
+from iadbench.metrics.calibration import ece
+from iadbench.metrics.operating import at_threshold, threshold_max_f1
 
 
 def ground_truth(
@@ -35,11 +38,16 @@ def ground_truth(
     return masks, (notes.fillna("") != "missing_mask").to_numpy()
 
 
+def read_state(state_dir: str | Path | None) -> dict:
+    """A model's ``state.json`` ({} for zero-shot methods, which have no model)."""
+    if state_dir is None:
+        return {}
+    return json.loads((Path(state_dir) / "state.json").read_text())
+
+
 def provenance(wildcards, method_cfg: dict, state_dir: str | Path | None) -> dict:
     """Which data, method config and model produced a result, plus the method's own columns."""
-    state = {}
-    if state_dir is not None:
-        state = json.loads((Path(state_dir) / "state.json").read_text())
+    params = params_of(method_cfg)
     record = {
         "dataset": wildcards.dataset,
         "method": wildcards.method,
@@ -49,11 +57,33 @@ def provenance(wildcards, method_cfg: dict, state_dir: str | Path | None) -> dic
         "method_config": method_cfg,
         "backbone": method_cfg.get("backbone"),
         "train_on": method_cfg.get("train_on"),
-        "describe": params_of(method_cfg).describe(state),
+        "probabilities": params.needs().probabilities,
+        "describe": params.describe(read_state(state_dir)),
     }
     if hasattr(wildcards, "train_category"):
         record["train_category"] = wildcards.train_category
     return record
+
+
+def operating_point(
+    table: pd.DataFrame, val: pd.DataFrame | None, state: dict
+) -> dict[str, float | str | None]:
+    """Accuracy/precision/recall/F1 at a threshold chosen without looking at ``table``.
+
+    The method's own fitted threshold (``state["threshold"]``, e.g. the cascade's) wins;
+    otherwise the max-F1 threshold of the method's ``val`` scores; with neither, n/a.
+    """
+    labels, scores = table["label"].to_numpy(), table["score"].to_numpy()
+    if state.get("threshold") is not None:
+        threshold, source = float(state["threshold"]), "fit"
+    elif val is not None:
+        threshold, source = (
+            threshold_max_f1(val["label"].to_numpy(), val["score"].to_numpy()),
+            "val",
+        )
+    else:
+        threshold, source = float("nan"), None
+    return {**at_threshold(labels, scores, threshold), "threshold_from": source}
 
 
 def compute_metrics(
@@ -64,10 +94,20 @@ def compute_metrics(
     provenance: dict,
     out: str | Path,
     fpr_limit: float = 0.3,
+    val_scores: str | Path | None = None,
+    state_dir: str | Path | None = None,
 ) -> dict:
-    """Per-category metrics JSON with the provenance of the numbers."""
+    """Per-category metrics JSON with the provenance of the numbers.
+
+    Pixel metrics need maps (a kind without them writes an empty array: pixel metrics n/a).
+    Every row gets the operating point of :func:`operating_point`; score tables with a
+    ``route`` column add ``heatmap_call_rate``; kinds whose scores are probabilities add their
+    ``ece`` (15 bins), ``ece_uncalibrated`` when the table keeps the raw logit ``margin``, and
+    ``ece_<x>`` for each probability column ``p_<x>`` (e.g. a cascade's two routes).
+    """
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
+    has_maps = maps_arr.ndim == 3 and maps_arr.shape[1] > 0
     masks, known = ground_truth(
         table,
         pd.read_parquet(manifest),
@@ -77,11 +117,23 @@ def compute_metrics(
     result = evaluate_category(
         table["label"].to_numpy(),
         table["score"].to_numpy(),
-        masks,
-        np.asarray(maps_arr),
+        masks if has_maps else None,
+        np.asarray(maps_arr) if has_maps else None,
         fpr_limit=fpr_limit,
         pixel_subset=known,
     )
+    state = read_state(state_dir)
+    val = pd.read_parquet(val_scores) if val_scores is not None else None
+    result.update(operating_point(table, val, state))
+    if "route" in table.columns:
+        result["heatmap_call_rate"] = float((table["route"] == "heatmap").mean())
+    labels = table["label"].to_numpy()
+    if provenance.get("probabilities"):
+        result["ece"] = ece(table["score"].to_numpy(), labels)
+    if "margin" in table.columns:
+        result["ece_uncalibrated"] = ece(expit(table["margin"].to_numpy()), labels)
+    for column in (c for c in table.columns if c.startswith("p_")):
+        result[f"ece_{column[2:]}"] = ece(table[column].to_numpy(), labels)
     result = {"metrics": result, **provenance}
     save_json(out, result)
     return result
@@ -151,6 +203,8 @@ def summarise_results(
             scores.append(table["score"].to_numpy())
             masks.append(truth[known])
             maps.append(np.load(map_files[i])[known])
+        if any(m.ndim != 3 or m.shape[1] == 0 for m in maps):
+            masks, maps = None, None  # a method without pixel maps: pixel metrics are n/a
         micro = micro_metrics(labels, scores, masks, maps, fpr_limit=fpr_limit)
         micro_rows.append(
             {
@@ -189,5 +243,18 @@ def cross_summary(
             }
         )
     table = pd.DataFrame(rows)
+    save_text(out, table.to_csv(index=False, float_format="%.6f"))
+    return table
+
+
+def collect_sweeps(cells: list, state_dirs: list[str | Path], out: str | Path) -> pd.DataFrame:
+    """Every cascade's val sweep (``sweep.csv`` in its fitted state), one table."""
+    frames = [
+        pd.read_csv(Path(state) / "sweep.csv").assign(dataset=d, method=m, category=c)
+        for (m, d, c), state in zip(cells, state_dirs)
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    first = ["dataset", "method", "category"]
+    table = table[first + [c for c in table.columns if c not in first]]
     save_text(out, table.to_csv(index=False, float_format="%.6f"))
     return table

@@ -44,14 +44,21 @@ def method_inputs(
         for key, value in files.items()
         if key.startswith("uses_")
     }
+    manifest = pd.read_parquet(files["manifest"])
+    rows = manifest[manifest["category"] == category].reset_index(drop=True)
     if "features" in needs.inputs:
         features = cached_features(files["npy"], files["index"], backbone_cfg, dataset_cfg)
-        return MethodInputs(index=features.index, features=features, scores=scores)
-    manifest = pd.read_parquet(files["manifest"])
-    rows = manifest[(manifest["category"] == category) & (manifest["split"] == split)]
-    if rows.empty:
+        return MethodInputs(features.index, features, scores, rows, dataset_cfg)
+    index = rows[rows["split"] == split].reset_index(drop=True)
+    if index.empty:
         raise CacheError(f"{files['manifest']}: no {split} images for category {category!r}")
-    return MethodInputs(index=rows.reset_index(drop=True), scores=scores)
+    for role, table in scores.items():
+        if sorted(table["sample_id"]) != sorted(index["sample_id"]):
+            raise CacheError(
+                f"{files['uses_' + role]}: the {role} scores are not of the {len(index)} "
+                f"{split} images of {category!r} in {files['manifest']}"
+            )
+    return MethodInputs(index, None, scores, rows, dataset_cfg)
 
 
 def fit_method(
@@ -67,8 +74,9 @@ def fit_method(
     from iadbench.methods import build_method
 
     method = build_method(method_cfg, device=device)
-    train = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, "train")
-    if (train.index["label"] != 0).any():
+    split = needs_of(method_cfg).fit_on
+    train = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, split)
+    if split == "train" and (train.index["label"] != 0).any():
         raise CacheError(f"{files.get('index', files['manifest'])}: training data has anomalies")
     with atomic_dir(state_dir) as tmp:
         return method.fit(train, tmp)
@@ -144,17 +152,22 @@ def score_method(
     inputs = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, split)
     crop = Geometry.from_config(dataset_cfg).crop
     state = files.get("state")
-    scores, maps = method.score(Path(state) if state else None, inputs, (crop, crop))
+    scores, maps, *extra = method.score(Path(state) if state else None, inputs, (crop, crop))
+    columns = extra[0] if extra else {}
+    n = len(inputs.index)
+    if maps is None:  # a method without pixel maps: an empty (N, 0, 0) array, never a fake map
+        maps = np.zeros((n, 0, 0), dtype=np.float32)
     where = state or files["manifest"]
-    if len(scores) != len(inputs.index) or len(maps) != len(inputs.index):
+    if len(scores) != n or len(maps) != n or any(len(v) != n for v in columns.values()):
         raise CacheError(
-            f"{where}: method returned {len(scores)} scores and {len(maps)} maps for "
-            f"{len(inputs.index)} images"
+            f"{where}: method returned {len(scores)} scores and {len(maps)} maps for {n} images"
         )
     if not np.isfinite(scores).all() or not np.isfinite(maps).all():
         raise CacheError(f"{where}: method produced NaN/Inf scores")
     table = inputs.index.assign(split=split)[SCORE_COLUMNS].reset_index(drop=True)
     table["score"] = np.asarray(scores, dtype=np.float64)
+    for name, values in columns.items():
+        table[name] = np.asarray(values)
     save_npy(maps_out, np.asarray(maps, dtype=np.float32))
     save_parquet(scores_out, table)
     return table

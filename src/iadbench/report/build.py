@@ -214,13 +214,14 @@ def _curves_and_overlays(
                 table, manifest = _load_item(item, manifests)
                 method = str(item["method"])
                 curves[method] = (table["label"].to_numpy(), table["score"].to_numpy(float))
-                if method not in shown:
-                    continue
+                maps = np.load(item["maps"], mmap_mode="r")
+                if method not in shown or maps.ndim != 3 or maps.shape[1] == 0:
+                    continue  # not among the best shown, or a method without pixel maps
                 name = f"{dataset} / {method} / {category}"
                 fig = overlay_figure(
                     name,
                     table,
-                    np.load(item["maps"], mmap_mode="r"),
+                    maps,
                     manifest,
                     Geometry.from_config(item),
                     per_end,

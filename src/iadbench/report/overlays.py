@@ -37,17 +37,27 @@ def extremes(scores: np.ndarray, per_end: int) -> tuple[list[int], list[int]]:
     return top, bottom
 
 
-def _tiles(image: np.ndarray, amap: np.ndarray, mask: np.ndarray, vmin: float, vmax: float):
-    """The four RGB float tiles of one row."""
+def map_range(maps: np.ndarray) -> tuple[float, float]:
+    """The shared colour scale of a category's maps: their min and max."""
+    return float(np.min(maps)), float(np.max(maps))
+
+
+def heat_tiles(image: np.ndarray, amap: np.ndarray, vmin: float, vmax: float):
+    """RGB float tiles (image, coloured map, overlay) on the ``vmin``..``vmax`` scale."""
     rgb = image.astype(np.float32) / 255.0
     scaled = np.clip((amap - vmin) / (vmax - vmin), 0, 1) if vmax > vmin else np.zeros_like(amap)
     heat = colormaps["jet"](scaled)[..., :3].astype(np.float32)
-    overlay = (1 - ALPHA) * rgb + ALPHA * heat
+    return rgb, heat, (1 - ALPHA) * rgb + ALPHA * heat
+
+
+def _tiles(image: np.ndarray, amap: np.ndarray, mask: np.ndarray, vmin: float, vmax: float):
+    """The four RGB float tiles of one row."""
+    rgb, heat, overlay = heat_tiles(image, amap, vmin, vmax)
     truth = np.repeat(mask[..., None].astype(np.float32), 3, axis=2)
     return [rgb, heat, overlay, truth]
 
 
-def _mosaic(rows: list[list[np.ndarray]]) -> np.ndarray:
+def mosaic(rows: list[list[np.ndarray]]) -> np.ndarray:
     """Tiles of equal size on a white background with ``GAP`` pixels between them."""
     h, w = rows[0][0].shape[:2]
     out = np.ones((len(rows) * (h + GAP) - GAP, len(rows[0]) * (w + GAP) - GAP, 3), np.float32)
@@ -75,7 +85,7 @@ def overlay_figure(
     if len(table) != len(maps):
         raise CacheError(f"{title}: {len(table)} scores but {len(maps)} maps")
     top, bottom = extremes(table["score"].to_numpy(), per_end)
-    vmin, vmax = float(np.min(maps)), float(np.max(maps))
+    vmin, vmax = map_range(maps)
     rows, labels = [], []
     for i in top + bottom:
         sample = table.iloc[i]
@@ -94,11 +104,11 @@ def overlay_figure(
         rank = "top" if len(labels) < len(top) else "bottom"
         short = str(info.name).removeprefix(f"{sample['category']}/")
         labels.append(f"{rank}\n{short}\n{sample['defect_type']}, score {sample['score']:.3g}")
-    mosaic = _mosaic(rows)
-    height, width = mosaic.shape[:2]
+    grid = mosaic(rows)
+    height, width = grid.shape[:2]
     fig = new_figure(6.4, 0.6 + 6.4 * 0.76 * height / width, layout=None)
     ax = fig.add_axes((0.22, 0.02, 0.76, 0.96 - 0.45 / fig.get_figheight()))
-    ax.imshow(mosaic, interpolation="nearest")
+    ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     step_x, step_y = (width + GAP) / len(COLUMNS), (height + GAP) / len(rows)
     for c, name in enumerate(COLUMNS):
