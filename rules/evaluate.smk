@@ -147,6 +147,7 @@ rule report:
         runtime=20,
     params:
         score_items=report_items,
+        cascades=lambda wc: {m: config["methods"][m]["uses"] for m in METHODS if is_cascade(m)},
         title="iadbench results",
     script:
         "../workflow/scripts/report.py"

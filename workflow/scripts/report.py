@@ -12,5 +12,8 @@ with logged(sm.log[0]):
         score_items=sm.params.score_items,
         cross_domain_csv=sm.input.get("cross_domain"),
         references=sm.input.get("references"),
+        latency_csv=sm.input.get("latency"),
+        sweeps_csv=sm.input.get("sweeps"),
+        cascades=sm.params.cascades,
         title=sm.params.get("title", "iadbench results"),
     )

@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from iadbench.data.images import Geometry
-from iadbench.errors import CacheError
 from iadbench.io import atomic_dir, save_text
 
 from . import crossdomain as xd
+from .cascade import add_cascade_section, load_sweeps
 from .curves import roc_pr_figure
 from .figures import to_png
 from .html import Page, Section, bullet_list, paragraph, render, table
+from .items import ITEM_KEYS, check_item, load_item
+from .latency import add_latency_section, load_latency
 from .overlays import overlay_figure
 from .plots import backbone_heatmap, category_bars, fusion_ablation
 from .references import comparison_blocks, load_references
@@ -32,7 +34,7 @@ from .tables import category_table, headline_tables, provenance_table, seed_tabl
 
 log = logging.getLogger(__name__)
 
-ITEM_KEYS = ("dataset", "method", "category", "scores", "maps", "manifest", "resize", "crop")
+__all__ = ["ITEM_KEYS", "build_report"]
 
 
 def build_report(
@@ -46,6 +48,9 @@ def build_report(
     title: str = "iadbench results",
     overlay_per_end: int = 2,
     max_overlay_methods: int = 4,
+    latency_csv: str | Path | None = None,
+    sweeps_csv: str | Path | None = None,
+    cascades: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_html`` (self-contained) and every figure as a PNG in ``png_dir``.
 
@@ -53,14 +58,26 @@ def build_report(
     :data:`ITEM_KEYS` (``scores``/``maps``/``manifest`` are paths; ``resize``/``crop`` the
     dataset's geometry); without them there are no curves or overlays. ``cross_domain_csv`` and
     ``references`` (``config/references.yaml``) are optional; a section whose input is missing
-    is listed under "Not shown" with the reason. Returns the figure names and section titles.
+    is listed under "Not shown" with the reason. ``latency_csv`` (``latency.csv``) adds the
+    latency section after the results; ``cascades`` (cascade method -> its ``uses``, i.e.
+    ``{"gate": ..., "heatmap": ...}``) with ``sweeps_csv`` (``cascade_sweep.csv``) adds the
+    cascade section. Latency is opt-in, so its absence is only called out when a cascade is
+    reported (whose point is speed). Returns the figure names and section titles.
     """
     start = time.perf_counter()
     summary = load_summary(summary_csv)
+    for item in score_items:
+        check_item(item)
+    cascades = dict(cascades or {})
     page = Page(title)
     skipped: list[str] = []
     page.intro.append(_intro(summary, summary_csv))
     _results(page, summary)
+    latency = load_latency(latency_csv) if latency_csv is not None else None
+    if latency is not None:
+        add_latency_section(page, summary, latency)
+    elif cascades:
+        skipped.append("Latency: no latency.csv given (set `latency:` in the config to time).")
     _per_category(page, summary)
     if references is not None:
         page.section("Published numbers").blocks.extend(
@@ -72,6 +89,13 @@ def build_report(
         _curves_and_overlays(page, summary, score_items, overlay_per_end, max_overlay_methods)
     else:
         skipped.append("ROC/PR curves and overlays: no score files given.")
+    if cascades:
+        if sweeps_csv is None:
+            skipped.append("Cascade sweep: no cascade_sweep.csv given.")
+        sweeps = load_sweeps(sweeps_csv) if sweeps_csv is not None else None
+        skipped += add_cascade_section(page, summary, score_items, cascades, sweeps, latency)
+    elif sweeps_csv is not None:
+        skipped.append("Cascade: cascade_sweep.csv given but no cascade methods named.")
     skipped += _settings(page, summary)
     if cross_domain_csv is not None:
         _cross_domain(page, xd.load_cross_domain(cross_domain_csv))
@@ -157,20 +181,6 @@ def _settings(page: Page, summary: pd.DataFrame) -> list[str]:
     return skipped
 
 
-def _load_item(item: Mapping[str, Any], manifests: dict[str, pd.DataFrame]):
-    missing = [k for k in ITEM_KEYS if k not in item]
-    if missing:
-        raise ValueError(f"score item {dict(item)} lacks keys {missing}")
-    table = pd.read_parquet(item["scores"])
-    key = str(item["manifest"])
-    if key not in manifests:
-        manifests[key] = pd.read_parquet(key).set_index("sample_id")
-    unknown = set(table["sample_id"]) - set(manifests[key].index)
-    if unknown:
-        raise CacheError(f"{item['scores']}: samples not in {key}: {sorted(unknown)[:3]}")
-    return table, manifests[key]
-
-
 def _overlay_methods(summary: pd.DataFrame, dataset: str, methods: set[str], cap: int) -> list:
     """All methods, or the ``cap`` best by macro image AUROC when there are more."""
     if len(methods) <= cap:
@@ -211,7 +221,7 @@ def _curves_and_overlays(
         for category, group in sorted(cats.items()):
             curves = {}
             for item in sorted(group, key=lambda i: str(i["method"])):
-                table, manifest = _load_item(item, manifests)
+                table, manifest = load_item(item, manifests)
                 method = str(item["method"])
                 curves[method] = (table["label"].to_numpy(), table["score"].to_numpy(float))
                 maps = np.load(item["maps"], mmap_mode="r")

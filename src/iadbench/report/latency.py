@@ -134,14 +134,11 @@ def tradeoff_figure(per_method: pd.DataFrame, dataset: str) -> Figure | None:
             fmt="o",
             capsize=3,
         )
-        for _, row in scored.iterrows():
-            ax.annotate(
-                str(row["method"]),
-                (row["mean_ms"], 100 * row["image_auroc"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-            )
+        # Methods on the same point (a cascade that never called its heatmap method and its
+        # gate) share one label instead of overprinting.
+        for (x, y), group in scored.groupby(["mean_ms", "image_auroc"], sort=True):
+            names = ", ".join(sorted(map(str, group["method"])))
+            ax.annotate(names, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         positive = scored["mean_ms"][scored["mean_ms"] > 0]
         if len(positive) > 1 and positive.max() > 30 * positive.min():
             ax.set_xscale("log")
