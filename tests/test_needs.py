@@ -154,3 +154,25 @@ def test_uses_must_name_the_declared_roles_and_no_cycle(monkeypatch):
     config["methods"]["c2"] = {"kind": "chain", "uses": {"inner": "c1"}}
     with pytest.raises(ConfigError, match="cycle"):
         check_references(config)
+
+
+def test_a_labelled_classifier_needs_the_train_labelled_split():
+    gate = {"kind": "classifier", "anomalies": "labelled", "datasets": ["a"]}
+    with pytest.raises(ConfigError, match=r"\['train_labelled'\].*labelled_fraction"):
+        prepare(methods={"gate": gate})
+    config = copy.deepcopy(BASE)
+    config["datasets"]["a"]["val_split"]["labelled_fraction"] = 0.2
+    config["methods"]["gate"] = gate
+    assert prepare_config(config, SCHEMA, ["x.yaml"])[0]["methods"]["gate"]["epochs"] == 10
+
+
+def test_a_cascade_needs_a_val_split_and_its_two_roles():
+    methods = {
+        "g": {"kind": "classifier"},
+        "c": {"kind": "cascade", "uses": {"gate": "g", "heatmap": "pc"}, "datasets": ["b"]},
+    }
+    with pytest.raises(ConfigError, match="has none: add val_split"):
+        prepare(methods=methods)
+    methods["c"] = {"kind": "cascade", "uses": {"gate": "g"}, "datasets": ["a"]}
+    with pytest.raises(ConfigError, match="exactly the roles"):
+        prepare(methods=methods)

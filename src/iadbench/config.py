@@ -10,6 +10,9 @@ config (not inside it) so the schema can validate the expanded entries unchanged
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -64,6 +67,50 @@ def complete(entry: dict) -> dict:
     trigger see a changed default exactly like a changed value.
     """
     return {**entry, **params_of(entry).to_dict()}
+
+
+def nvidia_present() -> bool:
+    """Whether this machine shows an NVIDIA GPU, without importing torch or starting CUDA.
+
+    True when ``/dev/nvidia0`` or ``/proc/driver/nvidia`` exists (the driver is loaded and a
+    device node is there) or ``nvidia-smi`` is on ``PATH``. Only looks at the file system: it
+    costs microseconds, so the Snakefile can call it on every parse.
+    """
+    return (
+        os.path.exists("/dev/nvidia0")
+        or os.path.exists("/proc/driver/nvidia")
+        or shutil.which("nvidia-smi") is not None
+    )
+
+
+def gpu_decision(config: dict, probe: Callable[[], bool] = nvidia_present) -> tuple[int, str]:
+    """The ``gpu`` resource GPU-tagged rules request (0 or 1), and why, from ``gpu_jobs``.
+
+    ``always``: 1. ``never``: 0. ``auto`` (the default): 1 for ``device: cuda``/``cuda:N``,
+    0 for ``device: cpu``, and for ``device: auto`` 1 only when ``probe()`` (by default
+    :func:`nvidia_present`) finds an NVIDIA device. With 0, ``--resources gpu=1`` no longer
+    makes those jobs wait for each other, so a CPU-only machine uses all its cores.
+    """
+    mode = config.get("gpu_jobs", "auto")
+    device = str(config.get("device", "auto"))
+    if mode == "always":
+        return 1, "gpu_jobs: always"
+    if mode == "never":
+        return 0, "gpu_jobs: never"
+    if mode != "auto":
+        raise ConfigError(f"gpu_jobs: {mode!r} is not one of auto, always, never")
+    if device == "cpu":
+        return 0, "gpu_jobs: auto, device: cpu"
+    if device.startswith("cuda"):
+        return 1, f"gpu_jobs: auto, device: {device}"
+    if probe():
+        return 1, "gpu_jobs: auto, an NVIDIA device is present"
+    return 0, "gpu_jobs: auto, no NVIDIA device (/dev/nvidia0, /proc/driver/nvidia, nvidia-smi)"
+
+
+def gpu_request(config: dict, probe: Callable[[], bool] = nvidia_present) -> int:
+    """``resources: gpu=`` of the GPU-tagged rules; see :func:`gpu_decision`."""
+    return gpu_decision(config, probe)[0]
 
 
 def method_datasets(config: dict, method: str) -> list[str]:
@@ -239,7 +286,8 @@ def _check_roles(config: dict, name: str, train_set: str) -> None:
 
 def _check_method(config: dict, name: str, method: dict) -> None:
     try:
-        needs = needs_of(method)
+        params = params_of(method)
+        needs = params.needs()
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"method {name!r}: {exc}") from None
     backbone = method.get("backbone")
@@ -260,6 +308,11 @@ def _check_method(config: dict, name: str, method: dict) -> None:
                     f"method {name!r} is fitted on the val split, but dataset {dataset!r} has "
                     f"none: add val_split: {{fraction: ...}} to it"
                 )
+        if missing := params.splits_read() - _train_set_splits(config["datasets"][dataset]):
+            raise ConfigError(
+                f"method {name!r} reads split(s) {sorted(missing)} that dataset {dataset!r} "
+                "does not have (train_labelled needs val_split.labelled_fraction > 0)"
+            )
     train_on = method.get("train_on")
     if needs.training == "train_set":
         if train_on not in (config.get("train_sets") or {}):

@@ -69,6 +69,10 @@ class Params:
     def check(self) -> None:
         """Raise :class:`ConfigError` for values the schema cannot rule out."""
 
+    def splits_read(self) -> frozenset[str]:
+        """Splits a fit reads besides ``fit_on`` (checked against each dataset at start-up)."""
+        return frozenset()
+
     def describe(self, state: dict) -> dict[str, Any]:
         """Provenance columns a result row gets from this method (``state``: its state.json)."""
         return {}
@@ -232,6 +236,9 @@ class ClassifierParams(Params):
             )
         if int(self.synthetic_per_image) < 1:
             raise ConfigError("classifier synthetic_per_image must be >= 1")
+
+    def splits_read(self) -> frozenset[str]:
+        return frozenset({"train_labelled"}) if self.anomalies == "labelled" else frozenset()
 
     def describe(self, state: dict) -> dict[str, Any]:
         return {
