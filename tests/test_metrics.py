@@ -467,3 +467,29 @@ def test_summarise_labels_and_orders_rows():
     assert "**macro_mean**" in md and "**micro**" in md and "0.9000" in md and "n/a" in md
     with pytest.raises(ValueError, match="macro_mean"):
         summarise(out[out["average"] != "per_category"].drop(columns="average"))
+
+
+def test_a_centre_crop_that_cuts_defects_is_reported(tmp_path, caplog):
+    import logging
+
+    from iadbench.data.images import Geometry
+    from iadbench.pipeline.evaluation import crop_losses, ground_truth
+
+    mask = np.zeros((40, 40), np.uint8)
+    mask[0:10, 15:25] = 255  # a defect at the top border: a 40 -> 20 centre crop cuts all of it
+    mask[18:22, 18:22] = 255  # and one in the middle, kept
+    path = tmp_path / "m.png"
+    from PIL import Image
+
+    Image.fromarray(mask).save(path)
+    manifest = pd.DataFrame(
+        {"sample_id": ["a", "b"], "mask_path": [str(path), None], "note": ["", ""]}
+    )
+    cut: list[int] = []
+    masks, _ = ground_truth(manifest[["sample_id"]], manifest, Geometry(40, 20), 0, cut)
+    assert cut == [100] and masks[0].sum() == 16
+    with caplog.at_level(logging.WARNING):
+        losses = crop_losses(cut, masks, "x")
+    assert losses == {"masks_cut": 1, "mask_pixels_cut": pytest.approx(100 / 116)}
+    assert "removes defect pixels from 1 of 1 masks" in caplog.text
+    assert crop_losses([0], masks, "x")["masks_cut"] == 0

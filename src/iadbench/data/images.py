@@ -166,7 +166,17 @@ class Geometry:
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
         """bool (H, W) -> bool (crop, crop), nearest-neighbour so labels stay exact."""
+        return self.mask_and_loss(mask)[0]
+
+    def mask_and_loss(self, mask: np.ndarray) -> tuple[np.ndarray, int]:
+        """The evaluated mask and how many resized defect pixels the centre crop cut away.
+
+        A centre crop drops image borders; defects that reach them are partly invisible to
+        every method and to the metrics, which is worth saying rather than scoring silently.
+        """
         img = Image.fromarray(mask.astype(np.uint8) * 255).resize(
             (self.resize, self.resize), Image.NEAREST
         )
-        return np.asarray(img.crop(self._crop_box())) > 127
+        resized = np.asarray(img) > 127
+        kept = np.asarray(img.crop(self._crop_box())) > 127
+        return kept, int(resized.sum()) - int(kept.sum())

@@ -18,9 +18,10 @@ from .evaluate import METRIC_COLS, evaluate_category
 from .pixel import Maps, Masks
 
 ID_COLS = ("dataset", "method", "category")
-COUNT_COLS = ("n_images", "n_anomalous", "n_normal", "n_pixel_images")
+COUNT_COLS = ("n_images", "n_anomalous", "n_normal", "n_pixel_images", "masks_cut")
 INFO_COLS = (
-    "fpr_limit", *COUNT_COLS, "eval_height", "eval_width", "feature_dim", "seed", "threshold"
+    "fpr_limit", *COUNT_COLS, "eval_height", "eval_width", "feature_dim", "seed", "threshold",
+    "masks_cut", "mask_pixels_cut",
 )  # fmt: skip
 # Averaged over categories like the ranking metrics: the operating point at each category's own
 # val-chosen threshold, the cascade's heatmap call rate, calibration errors.

@@ -7,6 +7,7 @@ Provenance columns come from each method's own ``describe(state)``
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +21,50 @@ from iadbench.metrics import evaluate_category, micro_metrics, summarise, to_mar
 from iadbench.metrics.calibration import ece
 from iadbench.metrics.operating import at_threshold, threshold_max_f1
 
+log = logging.getLogger(__name__)
+
 
 def ground_truth(
-    table: pd.DataFrame, manifest: pd.DataFrame, geometry: Geometry, threshold: int = 0
+    table: pd.DataFrame,
+    manifest: pd.DataFrame,
+    geometry: Geometry,
+    threshold: int = 0,
+    cut: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks at the evaluation resolution in the score table's order, and which images have one.
 
     Normal images count as all-zero ground truth; an anomalous image kept without a mask
     (``note == "missing_mask"``) is excluded from pixel metrics instead of counted as normal.
+    ``cut``, when given, receives per mask the defect pixels the centre crop removed.
     """
     rows = manifest.set_index("sample_id").loc[table["sample_id"]]
     notes = rows["note"] if "note" in rows else pd.Series("", index=rows.index)
     masks = np.zeros((len(rows), geometry.crop, geometry.crop), dtype=bool)
     for i, path in enumerate(rows["mask_path"].tolist()):
         if isinstance(path, str):
-            masks[i] = geometry.mask(load_mask(path, threshold))
+            masks[i], lost = geometry.mask_and_loss(load_mask(path, threshold))
+            if cut is not None:
+                cut.append(lost)
     return masks, (notes.fillna("") != "missing_mask").to_numpy()
+
+
+def crop_losses(cut: list[int], masks: np.ndarray, where: str) -> dict[str, float | int]:
+    """``masks_cut`` (masks that lost defect pixels to the crop) and the share of pixels lost."""
+    lost = int(sum(cut))
+    total = lost + int(masks.sum())
+    n_cut = sum(1 for c in cut if c > 0)
+    if n_cut:
+        log.warning(
+            "%s: the centre crop removes defect pixels from %d of %d masks (%d of %d pixels, "
+            "%.1f %%); those defects are partly invisible to every method and to the metrics",
+            where,
+            n_cut,
+            len(cut),
+            lost,
+            total,
+            100.0 * lost / max(total, 1),
+        )
+    return {"masks_cut": n_cut, "mask_pixels_cut": lost / total if total else 0.0}
 
 
 def read_state(state_dir: str | Path | None) -> dict:
@@ -108,11 +137,13 @@ def compute_metrics(
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
     has_maps = maps_arr.ndim == 3 and maps_arr.shape[1] > 0
+    cut: list[int] = []
     masks, known = ground_truth(
         table,
         pd.read_parquet(manifest),
         Geometry.from_config(dataset_cfg),
         int(dataset_cfg.get("mask_threshold", 0)),
+        cut,
     )
     result = evaluate_category(
         table["label"].to_numpy(),
@@ -122,6 +153,7 @@ def compute_metrics(
         fpr_limit=fpr_limit,
         pixel_subset=known,
     )
+    result.update(crop_losses(cut, masks, str(scores)))
     state = read_state(state_dir)
     val = pd.read_parquet(val_scores) if val_scores is not None else None
     result.update(operating_point(table, val, state))
