@@ -47,6 +47,7 @@ rule all:
     default_target: True
     input:
         rules.summary.output,
+        TIMINGS_CSV,
         rules.report.output.html,
         val_targets(),
         cross_domain_outputs(),

@@ -4,8 +4,9 @@ import os
 import re
 
 import pandas as pd
+from snakemake.logging import logger
 
-from iadbench.config import cross_domain_pairs, dataset_splits, method_datasets
+from iadbench.config import cross_domain_pairs, dataset_splits, gpu_decision, method_datasets
 from iadbench.data.manifest import SPLITS
 from iadbench.methods.kinds import needs_of, params_class
 
@@ -14,6 +15,10 @@ BACKBONES = list(config["backbones"])
 METHODS = list(config["methods"])
 TRAIN_SETS = list(config.get("train_sets") or {})
 NEEDS = {name: needs_of(entry) for name, entry in config["methods"].items()}
+# resources: gpu=GPU in every GPU-tagged rule: 1 makes `--resources gpu=1` run them one at a
+# time; 0 (no GPU here, or gpu_jobs: never) lets them use every core. See config/schema.yaml.
+GPU, _GPU_WHY = gpu_decision(config)
+logger.info(f"GPU-tagged jobs request gpu={GPU} ({_GPU_WHY})")
 
 
 def alternation(names):

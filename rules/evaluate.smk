@@ -67,7 +67,7 @@ rule latency:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=8000,
         runtime=30,
     params:
@@ -122,12 +122,41 @@ rule cascade_sweeps:
         "../workflow/scripts/cascade_sweeps.py"
 
 
+rule timings:
+    # Runs after every other result (its inputs) and before the report; lists every benchmark
+    # file present then, including earlier runs' jobs whose results are still cached.
+    input:
+        rules.summary.output.csv,
+        val_targets(),
+        cross_domain_outputs(),
+        latency_outputs(),
+        sweep_outputs(),
+    output:
+        TIMINGS_CSV,
+    log:
+        log_of("timings", "timings"),
+    benchmark:
+        benchmark_of("timings", "timings")
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        root=BENCHMARKS,
+        patterns=lambda wc: BENCHMARK_PATTERNS,
+    script:
+        "../workflow/scripts/timings.py"
+
+
 rule report:
     input:
         unpack(lambda wc: {"cross_domain": CROSS_SUMMARY} if config.get("cross_domain") else {}),
         unpack(lambda wc: {"latency": LATENCY_CSV} if config.get("latency") else {}),
         unpack(lambda wc: {"sweeps": SWEEP_CSV} if sweep_outputs() else {}),
         summary=rules.summary.output.csv,
+        timings=TIMINGS_CSV,
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
         manifests=manifest_files(),

@@ -12,7 +12,7 @@ rule extract:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=8000,
         runtime=60,
     params:

@@ -14,7 +14,7 @@ rule fit:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=16000,
         runtime=120,
     params:
@@ -39,7 +39,7 @@ rule train:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=16000,
         runtime=480,
     params:

@@ -16,6 +16,8 @@ SWEEP_CSV = "results/summary/cascade_sweep.csv"
 SUMMARY_CSV = "results/summary/metrics.csv"
 SUMMARY_MD = "results/summary/metrics.md"
 CROSS_SUMMARY = "results/summary/cross_domain.csv"
+TIMINGS_CSV = "results/summary/timings.csv"
+BENCHMARKS = "results/benchmarks"
 REPORT_HTML = "results/summary/report.html"
 REPORT_FIGURES = "results/summary/report_figures"
 
@@ -35,6 +37,12 @@ def log_of(rule, pattern):
     return f"results/logs/{rule}/{pattern}.log"
 
 
+# Each rule's wildcards pattern, as given to benchmark_of: the timings step names the
+# {method} part of a benchmark file's path with it.
+BENCHMARK_PATTERNS = {}
+
+
 def benchmark_of(rule, pattern):
     """Where a rule's benchmark table goes (wall time and peak memory per job)."""
-    return f"results/benchmarks/{rule}/{pattern}.tsv"
+    BENCHMARK_PATTERNS[rule] = pattern
+    return f"{BENCHMARKS}/{rule}/{pattern}.tsv"

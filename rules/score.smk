@@ -15,7 +15,7 @@ rule score:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=8000,
         runtime=60,
     params:

@@ -100,6 +100,23 @@ def test_full_run_produces_summary_and_per_category_results(finished_run):
 
 
 @pytest.mark.e2e
+def test_timings_list_every_job_and_the_report_shows_them(finished_run):
+    timings = pd.read_csv(finished_run / "results/summary/timings.csv")
+    counts = timings["rule"].value_counts().to_dict()
+    # Collected before the report and its own benchmark: neither is listed on a first run.
+    assert counts == {
+        "demo_dataset": 1, "manifest": 1, "extract": 4, "fit": 2, "score": 2, "metrics": 2,
+        "summary": 1,
+    }  # fmt: skip
+    assert set(timings.loc[timings["rule"].isin(["fit", "score", "metrics"]), "method"]) == {"pc"}
+    assert timings.loc[timings["rule"] == "extract", "method"].isna().all()
+    assert (timings["seconds"] > 0).all()
+    assert "fit,demo/pc/brick,pc," in (finished_run / "results/summary/timings.csv").read_text()
+    html = (finished_run / "results/summary/report.html").read_text()
+    assert '<section id="time-by-stage">' in html and "Time by rule: 13 jobs" in html
+
+
+@pytest.mark.e2e
 def test_two_runs_with_the_same_seeds_are_byte_identical(finished_run, tmp_path):
     write_config(tmp_path, TINY)
     snakemake(tmp_path)

@@ -9,6 +9,8 @@ config (not inside it) so the schema can validate the expanded entries unchanged
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import os
 import shutil
@@ -25,22 +27,46 @@ from iadbench.methods.kinds import needs_of, params_of
 GRID_SEPARATOR = "+"
 
 
+@functools.lru_cache(maxsize=4)
+def _load_schema(path: str) -> dict:
+    """The parsed schema (libyaml when present: the pure-Python loader took ~50 ms a read, and
+    every Snakefile parse used to read it four times). Shared: never modify it."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(path).read_text(), Loader=loader)
+
+
+def _fill_defaults(validator_class):
+    """``validator_class`` whose ``properties`` keyword first sets each missing property that
+    has a ``default`` (a copy of it), then validates as usual: defaults fill in as validation
+    descends, so those inside ``additionalProperties`` and ``then`` branches apply too."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in props.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+_DefaultFillingValidator = _fill_defaults(jsonschema.Draft202012Validator)
+
+
 def validate_schema(config: dict, schema_path: str | Path, sources: list[str]) -> None:
-    """Check ``config`` against the JSON schema and fill in its defaults.
+    """Check ``config`` against the JSON schema and fill in its defaults (in place).
 
     The error names the config file(s) and the offending key path in one line, instead of
     the schema dump a bare validator prints.
     """
-    from snakemake.utils import validate
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(config)
-    )
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{', '.join(map(str, sources))}: {where}: {error.message}")
-    validate(config, str(schema_path), set_default=True)
+    schema = _load_schema(str(Path(schema_path).resolve()))
+    for validator in (jsonschema.Draft202012Validator, _DefaultFillingValidator):
+        # The first pass reports errors in the config as written; the second fills defaults.
+        error = jsonschema.exceptions.best_match(list(validator(schema).iter_errors(config)))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+            raise ConfigError(f"{', '.join(map(str, sources))}: {where}: {error.message}")
 
 
 def prepare_config(config: dict, schema_path: str | Path, sources: list[str]) -> tuple[dict, dict]:

@@ -54,6 +54,8 @@ def test_every_gpu_rule_is_sent_to_the_gpu_partition():
     blocks = re.split(r"^(?:rule|checkpoint) (\w+):", text, flags=re.MULTILINE)[1:]
     gpu_rules = {name for name, body in zip(blocks[::2], blocks[1::2]) if "gpu=" in body}
     assert GPU_RULES <= gpu_rules
+    # The submitting node may have no GPU: `auto` would then make GPU rules request gpu=0.
+    assert profile["config"]["gpu_jobs"] == "always"
     for rule in gpu_rules:
         assert profile["set-resources"].get(rule, {}).get("slurm_partition") == "gpu", rule
 

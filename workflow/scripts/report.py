@@ -14,6 +14,7 @@ with logged(sm.log[0]):
         references=sm.input.get("references"),
         latency_csv=sm.input.get("latency"),
         sweeps_csv=sm.input.get("sweeps"),
+        timings_csv=sm.input.get("timings"),
         cascades=sm.params.cascades,
         title=sm.params.get("title", "iadbench results"),
     )

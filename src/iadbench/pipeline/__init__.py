@@ -4,33 +4,45 @@ The Snakemake scripts and the ``iadbench`` CLI both call these, so every rule ca
 (and debugged) by hand without Snakemake. One small module per stage; none holds maths. Steps
 that need PyTorch import it inside the function: each Snakemake job is a fresh process, and the
 data and metrics jobs should not pay seconds of deep-learning imports they never use.
+
+The names below are imported lazily (PEP 562): ``from iadbench.pipeline import make_manifest``
+imports only :mod:`iadbench.pipeline.data`, not the evaluation stage and its scikit-learn
+(about a second of every job's start-up on a 2-core CPU; see README, Measured).
 """
 
-from iadbench.pipeline.data import make_demo, make_manifest
-from iadbench.pipeline.evaluation import (
-    collect_sweeps,
-    compute_metrics,
-    cross_summary,
-    provenance,
-    summarise_results,
-)
-from iadbench.pipeline.features import feature_distance, make_features
-from iadbench.pipeline.latency import summarise_latency, time_method
-from iadbench.pipeline.models import fit_method, score_method, train_method
+from __future__ import annotations
 
-__all__ = [
-    "collect_sweeps",
-    "compute_metrics",
-    "cross_summary",
-    "feature_distance",
-    "fit_method",
-    "make_demo",
-    "make_features",
-    "make_manifest",
-    "provenance",
-    "score_method",
-    "summarise_latency",
-    "summarise_results",
-    "time_method",
-    "train_method",
-]
+import importlib
+
+_MODULE_OF = {
+    "make_demo": "data",
+    "make_manifest": "data",
+    "collect_sweeps": "evaluation",
+    "compute_metrics": "evaluation",
+    "cross_summary": "evaluation",
+    "provenance": "evaluation",
+    "summarise_results": "evaluation",
+    "feature_distance": "features",
+    "make_features": "features",
+    "summarise_latency": "latency",
+    "time_method": "latency",
+    "fit_method": "models",
+    "score_method": "models",
+    "train_method": "models",
+    "collect_timings": "timings",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

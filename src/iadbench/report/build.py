@@ -31,6 +31,7 @@ from .plots import backbone_heatmap, category_bars, fusion_ablation
 from .references import comparison_blocks, load_references
 from .summary import family, fpr_limits, load_summary, rows
 from .tables import category_table, headline_tables, provenance_table, seed_table
+from .timings import add_timings_section, load_timings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def build_report(
     latency_csv: str | Path | None = None,
     sweeps_csv: str | Path | None = None,
     cascades: Mapping[str, Mapping[str, str]] | None = None,
+    timings_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``out_html`` (self-contained) and every figure as a PNG in ``png_dir``.
 
@@ -62,7 +64,8 @@ def build_report(
     latency section after the results; ``cascades`` (cascade method -> its ``uses``, i.e.
     ``{"gate": ..., "heatmap": ...}``) with ``sweeps_csv`` (``cascade_sweep.csv``) adds the
     cascade section. Latency is opt-in, so its absence is only called out when a cascade is
-    reported (whose point is speed). Returns the figure names and section titles.
+    reported (whose point is speed). ``timings_csv`` (``timings.csv``) adds "Time by stage".
+    Returns the figure names and section titles.
     """
     start = time.perf_counter()
     summary = load_summary(summary_csv)
@@ -101,6 +104,8 @@ def build_report(
         _cross_domain(page, xd.load_cross_domain(cross_domain_csv))
     else:
         skipped.append("Cross-domain: no cross_domain.csv given.")
+    if timings_csv is not None:  # like latency, only shown when given (the pipeline does)
+        add_timings_section(page, load_timings(timings_csv))
     provenance = provenance_table(summary)
     if provenance:
         page.section("Provenance").add(provenance)
