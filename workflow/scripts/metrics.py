@@ -2,10 +2,11 @@
 
 from iadbench.logs import logged
 from iadbench.pipeline import compute_metrics, provenance
+from iadbench.pipeline.evaluation import read_state
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    state = sm.input.get("state")
+    state = read_state(sm.input.get("state"))  # once: provenance and the operating point
     compute_metrics(
         sm.input.scores,
         sm.input.maps,
@@ -15,5 +16,5 @@ with logged(sm.log[0]):
         sm.output[0],
         fpr_limit=sm.params.fpr_limit,
         val_scores=sm.input.get("val_scores"),
-        state_dir=state,
+        state=state,
     )

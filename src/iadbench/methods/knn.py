@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from iadbench.errors import ConfigError
-
-BACKENDS = ("auto", "faiss", "torch")
+from iadbench.methods.kinds import KNN_BACKENDS as BACKENDS
 
 
 def _faiss():

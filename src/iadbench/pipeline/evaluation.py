@@ -74,7 +74,7 @@ def read_state(state_dir: str | Path | None) -> dict:
     return json.loads((Path(state_dir) / "state.json").read_text())
 
 
-def provenance(wildcards, method_cfg: dict, state_dir: str | Path | None) -> dict:
+def provenance(wildcards, method_cfg: dict, state: dict) -> dict:
     """Which data, method config and model produced a result, plus the method's own columns."""
     params = params_of(method_cfg)
     record = {
@@ -87,7 +87,7 @@ def provenance(wildcards, method_cfg: dict, state_dir: str | Path | None) -> dic
         "backbone": method_cfg.get("backbone"),
         "train_on": method_cfg.get("train_on"),
         "probabilities": params.needs().probabilities,
-        "describe": params.describe(read_state(state_dir)),
+        "describe": params.describe(state),
     }
     if hasattr(wildcards, "train_category"):
         record["train_category"] = wildcards.train_category
@@ -124,7 +124,7 @@ def compute_metrics(
     out: str | Path,
     fpr_limit: float = 0.3,
     val_scores: str | Path | None = None,
-    state_dir: str | Path | None = None,
+    state: dict | None = None,
 ) -> dict:
     """Per-category metrics JSON with the provenance of the numbers.
 
@@ -154,7 +154,7 @@ def compute_metrics(
         pixel_subset=known,
     )
     result.update(crop_losses(cut, masks, str(scores)))
-    state = read_state(state_dir)
+    state = state or {}
     val = pd.read_parquet(val_scores) if val_scores is not None else None
     result.update(operating_point(table, val, state))
     if "route" in table.columns:
