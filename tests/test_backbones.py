@@ -282,6 +282,16 @@ def test_patch_aggregation_shapes_and_neighbourhood():
     # 3x3 average spreads the spike to its 8 neighbours and nowhere else.
     assert out[0, 3:6, 3:6, 0].min() == pytest.approx(1.0)
     assert out[0, 0, 0, 0] == 0.0
-    assert torch.allclose(out[..., 2:], torch.ones(1, 8, 8, 3))
+    # Zero padding counts at the border (the default): a constant tap's corner keeps 4/9 of it.
+    coarse_only = locally_aware_patches([coarse], patch_size=3)[0, ..., 0]
+    assert coarse_only[0, 0] == pytest.approx(4 / 9)
+    assert coarse_only[0, 1] == pytest.approx(6 / 9)
+    assert coarse_only[1, 1] == pytest.approx(1.0)
+    # padding="exclude" averages only in-image neighbours: a constant stays constant.
+    kept = locally_aware_patches([fine, coarse], patch_size=3, padding="exclude")
+    assert torch.allclose(kept[..., 2:], torch.ones(1, 8, 8, 3))
+    assert torch.equal(kept[0, 1:7, 1:7, :2], out[0, 1:7, 1:7, :2])  # the interior: no padding
+    with pytest.raises(ValueError, match="padding"):
+        locally_aware_patches([coarse], padding="reflect")
     reduced = locally_aware_patches([fine, coarse], patch_size=3, dim=2)
     assert reduced.shape == (1, 8, 8, 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +18,19 @@ from iadbench.backbones.weights import resolve_weights
 from iadbench.data.images import Geometry, load_image
 from iadbench.device import resolve_device
 from iadbench.errors import CacheError, ConfigError
-from iadbench.features.patches import layer_shares, locally_aware_patches
+from iadbench.features.patches import PADDINGS, layer_shares, locally_aware_patches
 from iadbench.features.store import config_hash, write_features
 
 log = logging.getLogger(__name__)
 
 # 2: ViT/CLIP families, resolved tap indices, per-tap ``dim`` reduction, ``layer_dims`` in meta.
-FORMAT_VERSION = 2
+# 3: ``padding`` (border handling of the patch aggregation) and ``normalize`` in the identity.
+FORMAT_VERSION = 3
+
+# ``normalize: imagenet`` — the statistics many pipelines apply whatever the weights were trained
+# with; ``model`` (the default) takes the weights' own from the library's config.
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+NORMALIZE = ("model", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,19 @@ class FeatureConfig:
     dim: int | None = None
     seed: int = 0
     geometry: Geometry = field(default_factory=Geometry)
+    padding: str = "zeros"
+    normalize: str = "model"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", resolve_layers(self.model, self.layers))
+        if self.padding not in PADDINGS:
+            raise ConfigError(
+                f"backbone {self.model!r}: padding {self.padding!r} is not one of {PADDINGS}"
+            )
+        if self.normalize not in NORMALIZE:
+            raise ConfigError(
+                f"backbone {self.model!r}: normalize {self.normalize!r} is not one of {NORMALIZE}"
+            )
         if self.dim is not None and self.dim < len(self.layers):
             raise ConfigError(
                 f"backbone {self.model!r}: dim {self.dim} is smaller than the number of taps "
@@ -62,6 +78,8 @@ class FeatureConfig:
             dim=backbone.get("dim"),
             seed=int(backbone.get("seed", 0)),
             geometry=Geometry.from_config(geometry),
+            padding=str(backbone.get("padding", "zeros")),
+            normalize=str(backbone.get("normalize", "model")),
         )
 
     def identity(self) -> dict:
@@ -77,6 +95,8 @@ class FeatureConfig:
             "weights": weights.identity,
             "layers": list(self.layers),
             "patch_size": self.patch_size,
+            "padding": self.padding,
+            "normalize": self.normalize,
             "dim": self.dim,
             "seed": self.seed if weights.kind == "random" else None,
             "resize": self.geometry.resize,
@@ -85,6 +105,12 @@ class FeatureConfig:
 
     def hash(self) -> str:
         return config_hash(self.identity())
+
+    def preprocessing(self, native: Preprocessing) -> Preprocessing:
+        """The model's own preprocessing, with ImageNet statistics when ``normalize`` says so."""
+        if self.normalize == "imagenet":
+            return replace(native, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
+        return native
 
 
 def _normalise(images: list[np.ndarray], preprocessing: Preprocessing) -> torch.Tensor:
@@ -101,10 +127,10 @@ def patch_features(
 
     The one path from pixels to cached features, shared by extraction and latency timing.
     """
-    batch = _normalise(images, backbone.preprocessing).to(device)
+    batch = _normalise(images, cfg.preprocessing(backbone.preprocessing)).to(device)
     taps = backbone.taps(batch)
     layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
-    feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim)
+    feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim, cfg.padding)
     return feats.cpu().numpy().astype(np.float16), layer_dims
 
 

@@ -1,17 +1,21 @@
 """PatchCore's locally aware patch features, built from several backbone taps.
 
 Each tap is average-pooled over a ``patch_size`` neighbourhood (stride 1, so the grid keeps its
-size), bilinearly resized to the first tap's grid (the finest: taps come in depth order; ViT taps
-already share one grid) and optionally reduced along channels by adaptive average pooling (the
-official implementation's "MeanMapper"). Reduction is per tap, each tap keeping a share of
-``dim`` proportional to its channels, so the concatenated vector stays a sequence of separable
-per-tap blocks whose widths are :func:`layer_shares` — what layer fusion slices by.
+size). At the border the zero padding counts in the mean by default, as in the original PatchCore;
+``padding="exclude"`` averages only the in-image neighbours (see benchmarks/README.md for what
+that costs). Then each tap is bilinearly resized to the first tap's grid (the finest: taps come in
+depth order; ViT taps already share one grid) and optionally reduced along channels by adaptive
+average pooling (the official implementation's "MeanMapper"). Reduction is per tap, each tap
+keeping a share of ``dim`` proportional to its channels, so the concatenated vector stays a
+sequence of separable per-tap blocks whose widths are :func:`layer_shares` (what fusion slices).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+PADDINGS = ("zeros", "exclude")
 
 
 def layer_shares(channels: list[int], dim: int | None = None) -> list[int]:
@@ -37,9 +41,14 @@ def layer_shares(channels: list[int], dim: int | None = None) -> list[int]:
 
 
 def locally_aware_patches(
-    taps: list[torch.Tensor], patch_size: int = 3, dim: int | None = None
+    taps: list[torch.Tensor],
+    patch_size: int = 3,
+    dim: int | None = None,
+    padding: str = "zeros",
 ) -> torch.Tensor:
     """(B, C_i, H_i, W_i) per tap -> (B, H_0, W_0, sum of shares) on the first tap's grid."""
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown patch padding {padding!r} (known: {', '.join(PADDINGS)})")
     if not taps:
         raise ValueError("no feature taps to aggregate")
     height, width = taps[0].shape[-2:]
@@ -49,7 +58,11 @@ def locally_aware_patches(
         tap = tap.float()
         if patch_size > 1:
             tap = F.avg_pool2d(
-                tap, patch_size, stride=1, padding=patch_size // 2, count_include_pad=False
+                tap,
+                patch_size,
+                stride=1,
+                padding=patch_size // 2,
+                count_include_pad=padding == "zeros",
             )
         if tap.shape[-2:] != (height, width):
             tap = F.interpolate(tap, size=(height, width), mode="bilinear", align_corners=False)

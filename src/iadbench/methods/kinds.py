@@ -131,6 +131,8 @@ class PatchCoreParams(Params):
     num_nn: int = 1
     reweight_neighbors: int = 9
     sigma: float = 4.0
+    upsample: str = "bilinear"
+    image_score: str = "map_max"
     fusion: str | dict = "concat"
     bank: str = "greedy"
     pca_dim: int = 128
@@ -151,6 +153,14 @@ class PatchCoreParams(Params):
         if self.knn_backend not in KNN_BACKENDS:
             raise ConfigError(
                 f"unknown knn_backend {self.knn_backend!r} (known: {', '.join(KNN_BACKENDS)})"
+            )
+        if self.upsample not in ("bilinear", "nearest"):
+            raise ConfigError(
+                f"patchcore upsample must be bilinear or nearest, not {self.upsample!r}"
+            )
+        if self.image_score not in ("map_max", "patch_max"):
+            raise ConfigError(
+                f"patchcore image_score must be map_max or patch_max, not {self.image_score!r}"
             )
         check_fusion(self.fusion)
 

@@ -3,10 +3,11 @@
 fit: training features -> layer fusion (``fusion``) -> memory bank (``bank``: by default the
 approximate greedy coreset keeping ``coreset`` of the patches; see :mod:`.banks`).
 score: patch score = L2 distance to the nearest bank patch (mean over ``num_nn`` neighbours,
-searched with ``knn_backend``); map = bilinear upsampling to the evaluation size, then a Gaussian
-blur (``sigma``); image score = max of the map times the paper's Eq. 7 reweighting factor,
-computed at the most anomalous patch from the ``reweight_neighbors`` bank neighbours of its
-nearest bank patch (0 turns it off).
+searched with ``knn_backend``); map = ``upsample`` (bilinear or nearest) to the evaluation size,
+then a Gaussian blur (``sigma``); image score = the max of the smoothed map (``image_score:
+map_max``) or of the raw patch scores (``patch_max``, the paper's s*), times the paper's Eq. 7
+reweighting factor, computed at the most anomalous patch from the ``reweight_neighbors`` bank
+neighbours of its nearest bank patch (0 turns it off).
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ log = logging.getLogger(__name__)
 QUERY_ROWS = 2**14  # test patches searched per batch
 
 
-def smooth_map(patch_scores: np.ndarray, out_size: tuple[int, int], sigma: float) -> np.ndarray:
-    """(h, w) patch scores -> (H, W) map: bilinear (align_corners=False) then Gaussian blur."""
+def smooth_map(
+    patch_scores: np.ndarray, out_size: tuple[int, int], sigma: float, mode: str = "bilinear"
+) -> np.ndarray:
+    """(h, w) patch scores -> (H, W) map: upsampling (``mode``) then Gaussian blur."""
     tensor = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))[None, None]
-    up = F.interpolate(tensor, size=out_size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    corners = {"align_corners": False} if mode == "bilinear" else {}
+    up = F.interpolate(tensor, size=out_size, mode=mode, **corners)[0, 0].numpy()
     return gaussian_filter(up, sigma=sigma) if sigma > 0 else up
 
 
@@ -97,6 +101,8 @@ class PatchCore(Method):
 
     def _score(self, test, fusion, bank, index, device, out_size):
         k, neighbors = int(self.cfg["num_nn"]), int(self.cfg["reweight_neighbors"])
+        sigma, mode = self.cfg["sigma"], self.cfg["upsample"]
+        from_map = self.cfg["image_score"] == "map_max"
         n_images, h, w, _ = test.features.shape
         scores = np.empty(n_images, dtype=np.float64)
         maps = np.empty((n_images, *out_size), dtype=np.float32)
@@ -108,10 +114,10 @@ class PatchCore(Method):
             patch = dists.mean(1).reshape(-1, h * w)
             for j, row in enumerate(patch):
                 i = start + j
-                maps[i] = smooth_map(row.reshape(h, w).cpu().numpy(), out_size, self.cfg["sigma"])
+                maps[i] = smooth_map(row.reshape(h, w).cpu().numpy(), out_size, sigma, mode)
                 weight = 1.0
                 if neighbors:
                     top = j * h * w + int(torch.argmax(row))
                     weight = reweight(queries[top], int(idx[top, 0]), index, neighbors)
-                scores[i] = weight * float(maps[i].max())
+                scores[i] = weight * float(maps[i].max() if from_map else row.max())
         return scores, maps
