@@ -8,19 +8,21 @@ CNNs take the evaluation image as it is; ViT and CLIP models have fixed position
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from iadbench.backbones.registry import BackboneSpec, resolve_layers, spec_for
+from iadbench.backbones.registry import OPEN_CLIP_CONFIGS, BackboneSpec, resolve_layers, spec_for
 from iadbench.backbones.weights import (
     ResolvedWeights,
     fit_state_dict,
     read_state_dict,
     resolve_weights,
 )
+from iadbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,25 @@ def _build_timm(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preproce
     return model, Preprocessing(tuple(data["mean"]), tuple(data["std"]), input_size)
 
 
-def _build_clip(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preprocessing]:
-    """The image tower only, with the tag's activation (OpenAI's QuickGELU) and mean/std."""
+def register_open_clip_configs() -> None:
+    """Make open_clip know the architectures it does not ship (``OPEN_CLIP_CONFIGS``).
+
+    open_clip's public ``add_model_config`` only reads JSON files, and the package ships no data
+    files, so the configs are written into open_clip's name -> config table directly; every
+    open_clip lookup (``create_model``, ``get_model_config``) reads that table.
+    """
+    from open_clip import factory
+
+    for name, cfg in OPEN_CLIP_CONFIGS.items():
+        factory._MODEL_CONFIGS.setdefault(name, copy.deepcopy(cfg))
+
+
+def _create_open_clip(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preprocessing]:
+    """Image and text towers, with the tag's activation (OpenAI's QuickGELU) and mean/std."""
     import open_clip
 
-    cfg = open_clip.get_pretrained_cfg(spec.library_name, tag)
+    register_open_clip_configs()
+    cfg = open_clip.get_pretrained_cfg(spec.library_name, tag) if tag else {}
     quiet = _DropMessage("No pretrained weights loaded")
     logging.getLogger().addFilter(quiet)
     try:
@@ -97,21 +113,65 @@ def _build_clip(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preproce
         )
     finally:
         logging.getLogger().removeFilter(quiet)
-    visual = model.visual
-    pp = visual.preprocess_cfg
+    pp = model.visual.preprocess_cfg
     size = pp["size"] if isinstance(pp["size"], (tuple, list)) else (pp["size"], pp["size"])
-    return visual, Preprocessing(tuple(pp["mean"]), tuple(pp["std"]), tuple(size))
+    return model, Preprocessing(tuple(pp["mean"]), tuple(pp["std"]), tuple(size))
+
+
+def _build_clip(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preprocessing]:
+    """The image tower only (feature extraction)."""
+    model, preprocessing = _create_open_clip(spec, tag)
+    return model.visual, preprocessing
+
+
+# Integers stored beside the tensors in OpenAI's TorchScript archives; no module has them.
+_OPENAI_METADATA = ("input_resolution", "context_length", "vocab_size")
+
+
+def _derived_buffers(model: torch.nn.Module) -> set[str]:
+    """Buffers a module rebuilds itself (text attention mask); TorchScript archives save them."""
+    return {name for name, _ in model.named_buffers()} - set(model.state_dict())
 
 
 def _prepare_state(spec: BackboneSpec, state: dict, model: torch.nn.Module) -> dict:
     """Bring a checkpoint into the built module's layout (the library's own conversions)."""
-    if spec.family == "clip" and any(k.startswith("visual.") for k in state):
+    if spec.family == "clip":
+        dropped = set(_OPENAI_METADATA) | _derived_buffers(model)
+        state = {k: v for k, v in state.items() if k not in dropped}
+        if hasattr(model, "visual") or not any(k.startswith("visual.") for k in state):
+            return state
         return {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
     if spec.family == "vit":
         from timm.models.vision_transformer import checkpoint_filter_fn
 
         return checkpoint_filter_fn(state, model)  # e.g. DINOv2's 37x37 position grid -> 16x16
     return state
+
+
+def _load_weights(
+    spec: BackboneSpec, weights: ResolvedWeights, seed: int, build
+) -> tuple[torch.nn.Module, Preprocessing]:
+    """``build(spec, tag)`` under a seeded RNG (the caller's is untouched), then the weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, preprocessing = build(spec, weights.tag)
+    if weights.path is not None:
+        state = _prepare_state(spec, read_state_dict(weights.path), model)
+        fit_state_dict(model, state, weights.path)
+    return model.eval(), preprocessing
+
+
+def build_clip_model(
+    spec: BackboneSpec, weights: ResolvedWeights, seed: int = 0
+) -> tuple[torch.nn.Module, Preprocessing]:
+    """A whole open_clip model (image and text towers) in eval mode, with ``weights`` loaded.
+
+    A checkpoint must hold both towers: an open_clip state dict, or OpenAI's TorchScript archive
+    (read as a state dict and loaded into the registry's architecture, never run as TorchScript).
+    """
+    if spec.family != "clip":
+        raise ConfigError(f"{spec.library_name} is a {spec.family} model, not an open_clip one")
+    return _load_weights(spec, weights, seed, _create_open_clip)
 
 
 def build_model(
@@ -121,14 +181,7 @@ def build_model(
 
     Random initialisation is seeded without disturbing the caller's global RNG.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        build = _build_clip if spec.family == "clip" else _build_timm
-        model, preprocessing = build(spec, weights.tag)
-    if weights.path is not None:
-        state = _prepare_state(spec, read_state_dict(weights.path), model)
-        fit_state_dict(model, state, weights.path)
-    return model.eval(), preprocessing
+    return _load_weights(spec, weights, seed, _build_clip if spec.family == "clip" else _build_timm)
 
 
 def load_backbone(

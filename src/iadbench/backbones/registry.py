@@ -24,6 +24,7 @@ class BackboneSpec:
     ``n_taps`` is the length of the model's tap list (feature stages or blocks); it is stored
     here so tap indices can be resolved and validated without building the model.
     ``img_size`` overrides the library's native input size (DINOv2 is published at 518).
+    An empty ``default_tag`` marks an architecture without published weights (``clip_tiny``).
     """
 
     family: str  # "cnn" | "vit" | "clip"
@@ -64,8 +65,41 @@ REGISTRY: dict[str, BackboneSpec] = {
     "dinov2_vitb14": BackboneSpec(
         "vit", "vit_base_patch14_dinov2", "lvd142m", (11,), 12, img_size=224
     ),
+    # DINOv2 with 4 register tokens at its native 518 px (37x37 grid, the CLIP methods' grid).
+    "dinov2_vitb14_reg4": BackboneSpec("vit", "vit_base_patch14_reg4_dinov2", "lvd142m", (11,), 12),
     # Four evenly spaced blocks, APRIL-GAN's choice (6/12/18/24 of ViT-L) scaled to 12 blocks.
     "clip_vit_b32": BackboneSpec("clip", "ViT-B-32", "openai", (2, 5, 8, 11), 12),
+    # WinCLIP's encoder: 240 px, 15x15 grid, LAION-400M weights (epoch 31, as anomalib).
+    "clip_vit_b16_plus_240": BackboneSpec(
+        "clip", "ViT-B-16-plus-240", "laion400m_e31", (2, 5, 8, 11), 12
+    ),
+    # The zero-shot papers' encoder (OpenAI weights, QuickGELU); APRIL-GAN's blocks 6/12/18/24.
+    "clip_vit_l14_336": BackboneSpec("clip", "ViT-L-14-336", "openai", (5, 11, 17, 23), 24),
+    # Test and demo architecture (OPEN_CLIP_CONFIGS below): random or file weights only.
+    "clip_tiny": BackboneSpec("clip", "iadbench-tiny-vit", "", (0, 1, 2, 3), 4),
+}
+
+# open_clip architectures that open_clip does not ship, registered with it before a build. A
+# ViT of 4 blocks, width 64 (2 heads), 8 px patches at 64 px (an 8x8 grid) and a 2-layer text
+# tower with CLIP's vocabulary, so a CLIP job on the demo takes seconds on a CPU.
+OPEN_CLIP_CONFIGS: dict[str, dict] = {
+    "iadbench-tiny-vit": {
+        "embed_dim": 32,
+        "vision_cfg": {
+            "image_size": 64,
+            "layers": 4,
+            "width": 64,
+            "head_width": 32,
+            "patch_size": 8,
+        },
+        "text_cfg": {
+            "context_length": 77,
+            "vocab_size": 49408,
+            "width": 64,
+            "heads": 2,
+            "layers": 2,
+        },
+    },
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,11 @@ def resolve_weights(weights: str, spec: BackboneSpec) -> ResolvedWeights:
     """Turn a ``weights:`` config value into a local file (or ``random``), offline."""
     if weights == "random":
         return ResolvedWeights("random", None, "random", spec.default_tag)
+    if weights == "pretrained" and not spec.default_tag:
+        raise WeightsError(
+            f"{spec.library} {spec.library_name} has no published weights (a test and demo "
+            "architecture): set `weights: random` or `weights: /path/to/file.pth`"
+        )
     tags = [] if weights == "pretrained" else published_tags(spec)
     if weights == "pretrained" or weights in tags:
         tag = spec.default_tag if weights == "pretrained" else weights
@@ -205,7 +211,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         elif _is_torchscript(path):
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():  # torch.jit's deprecation notice: only read here
+                warnings.simplefilter("ignore", FutureWarning)
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file: name it
