@@ -32,11 +32,16 @@ wildcard_constraints:
     train_set=alternation(TRAIN_SETS),
     split=alternation(SPLITS),
     category="[^/]+",
+    view="[a-z_]+(-b[0-9]+)*",
+    sizes="[0-9]+(-[0-9]+)*",
+    prompts="[^/]+",
+    class_slug="[^/]+",
     train_category="[^/]+",
 
 
 include: "rules/data.smk"
 include: "rules/features.smk"
+include: "rules/clip.smk"
 include: "rules/fit.smk"
 include: "rules/score.smk"
 include: "rules/evaluate.smk"

@@ -2,12 +2,15 @@
 # input functions that decide which files a job reads. Reads no torch (see methods/kinds.py).
 import os
 import re
+from urllib.parse import quote_plus, unquote_plus
 
 import pandas as pd
 from snakemake.logging import logger
 
+from iadbench.clip.prompts import class_name
 from iadbench.config import cross_domain_pairs, dataset_splits, gpu_decision, method_datasets
 from iadbench.data.manifest import SPLITS
+from iadbench.backbones.registry import resolve_layers
 from iadbench.methods.kinds import needs_of, params_class
 
 DATASETS = list(config["datasets"])
@@ -95,6 +98,50 @@ def feature_files(dataset, method, category, split):
     }
 
 
+def text_encoder_cfg(wildcards):
+    """What text embeddings depend on: the model and its weights, not visual options."""
+    entry = config["backbones"][wildcards.backbone]
+    return {k: entry.get(k) for k in ("model", "weights", "seed")}
+
+
+def prompt_set_cfg(wildcards):
+    """A built-in prompt set's name, or the sentences of a ``prompt_sets:`` entry."""
+    return (config.get("prompt_sets") or {}).get(wildcards.prompts, wildcards.prompts)
+
+
+def clip_view(method):
+    """The visual-output view a CLIP method reads: token path plus resolved blocks."""
+    needs = NEEDS[method]
+    model = config["backbones"][backbone_of(method)]["model"]
+    if not needs.blocks:
+        return "cls"  # the CLS embedding alone: the same on every token path
+    blocks = resolve_layers(model, list(needs.blocks))
+    return "-".join([needs.token_path, *(f"b{b}" for b in blocks)])
+
+
+def class_name_of(method, dataset, category):
+    """The class name a CLIP method's prompts are filled with on one category."""
+    literal = config["methods"][method].get("class_name") == "object"
+    return class_name(category, config["datasets"][dataset].get("class_names"), literal)
+
+
+def clip_files(method, dataset, category, split):
+    """The cached CLIP outputs a method's needs name, for one (category, split)."""
+    needs, files = NEEDS[method], {}
+    fields = dict(dataset=dataset, backbone=backbone_of(method), category=category, split=split)
+    if "visual" in needs.inputs:
+        files["visual"] = path(CLIP_VISUAL, view=clip_view(method), **fields)
+    if "windows" in needs.inputs:
+        sizes = "-".join(str(w) for w in sorted(needs.windows))
+        files["windows"] = path(CLIP_WINDOWS, sizes=sizes, **fields)
+    if "text" in needs.inputs:
+        slug = quote_plus(class_name_of(method, dataset, category))
+        files["text"] = path(
+            TEXT, backbone=backbone_of(method), prompts=needs.prompts, class_slug=slug
+        )
+    return files
+
+
 def model_for(wildcards):
     """The one place that says which state a score job reads, from the method's needs.
 
@@ -123,6 +170,9 @@ def score_inputs(wildcards):
         inputs.update(
             feature_files(wildcards.dataset, wildcards.method, wildcards.category, wildcards.split)
         )
+    inputs.update(
+        clip_files(wildcards.method, wildcards.dataset, wildcards.category, wildcards.split)
+    )
     inputs.update(
         uses_files(wildcards.method, wildcards.dataset, wildcards.category, wildcards.split)
     )

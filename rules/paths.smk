@@ -2,6 +2,12 @@
 # input functions fill these templates with path(); nothing else spells a result path.
 MANIFEST = "results/{dataset}/manifest.parquet"
 FEATURES = "results/{dataset}/features/{backbone}/{category}/{split}.{ext}"
+# CLIP outputs: the CLS embedding + patch tokens of a view ("<token_path>" or
+# "<token_path>-b<block>-..."), window embeddings per window sizes ("2-3"), and sentence
+# embeddings of a prompt set for one class name (URL-quoted: "metal+nut").
+CLIP_VISUAL = "results/{dataset}/clip/{backbone}/{category}/{split}/visual-{view}.npz"
+CLIP_WINDOWS = "results/{dataset}/clip/{backbone}/{category}/{split}/windows-{sizes}.npz"
+TEXT = "results/text/{backbone}/{prompts}/{class_slug}.npz"
 FIT_STATE = "results/{dataset}/models/{method}/{category}"
 TRAINED = "results/models/{method}/{train_set}"
 RESUME_ROOT = "results/.resume"

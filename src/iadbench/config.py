@@ -22,7 +22,7 @@ import yaml
 
 from iadbench.backbones.registry import REGISTRY, resolve_layers
 from iadbench.errors import ConfigError
-from iadbench.methods.kinds import needs_of, params_of
+from iadbench.methods.kinds import ENCODED, needs_of, params_of
 
 GRID_SEPARATOR = "+"
 
@@ -317,12 +317,22 @@ def _check_method(config: dict, name: str, method: dict) -> None:
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"method {name!r}: {exc}") from None
     backbone = method.get("backbone")
-    if "features" in needs.inputs:
+    if needs.inputs & ENCODED:
         if backbone not in config["backbones"]:
             raise ConfigError(
                 f"method {name!r}: backbone {backbone!r} is not defined under backbones: "
                 f"(defined: {', '.join(config['backbones'])})"
             )
+        model = config["backbones"][backbone]["model"]
+        if needs.inputs & {"visual", "windows", "text"} and REGISTRY[model].family != "clip":
+            raise ConfigError(
+                f"method {name!r}: backbone {backbone!r} is {model}, not a CLIP model "
+                f"(CLIP models: {', '.join(m for m, s in REGISTRY.items() if s.family == 'clip')})"
+            )
+        if needs.blocks:
+            resolve_layers(model, list(needs.blocks))
+        if needs.prompts is not None:
+            _check_prompts(config, name, needs.prompts)
     elif backbone is not None:
         raise ConfigError(f"method {name!r}: its kind reads no cached features; drop backbone:")
     for dataset in method_datasets(config, name):
@@ -363,6 +373,16 @@ def _check_method(config: dict, name: str, method: dict) -> None:
             raise ConfigError(
                 f"method {name!r}: uses.{role} {other!r} does not run on {sorted(missing)}"
             )
+
+
+def _check_prompts(config: dict, name: str, prompts: str) -> None:
+    from iadbench.clip.prompts import PROMPT_SETS
+
+    if prompts not in PROMPT_SETS and prompts not in (config.get("prompt_sets") or {}):
+        raise ConfigError(
+            f"method {name!r}: prompts {prompts!r} is neither built in "
+            f"({', '.join(sorted(PROMPT_SETS))}) nor a key of prompt_sets:"
+        )
 
 
 def _check_uses_cycles(config: dict) -> None:

@@ -24,11 +24,11 @@ from iadbench.backbones.loader import Preprocessing, build_clip_model
 from iadbench.backbones.registry import resolve_layers, spec_for
 from iadbench.backbones.weights import ResolvedWeights, resolve_weights
 from iadbench.errors import ConfigError
+from iadbench.methods.kinds import TOKEN_PATHS
 
 # Which tokens a tap yields: METHODS §0 "projected" (ln_post, then proj: AnomalyCLIP, Crane) and
 # "raw" (the block's residual stream: APRIL-GAN), plus "ln_post" (no proj), the space of the
 # patch tokens open_clip returns with ``output_tokens`` (anomalib's WinCLIP+ patch memory).
-TOKEN_PATHS = ("projected", "ln_post", "raw")
 
 
 @dataclass(frozen=True)
@@ -250,17 +250,28 @@ def text_prototypes(
     normalize_each: bool = True,
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """(2, D) unit prototypes [t_normal, t_anomalous]: the mean sentence embedding per state.
+    """(2, D) unit prototypes [t_normal, t_anomalous] of two sentence lists (see ``prototypes``)."""
+    for state, sentences in (("normal", normal), ("anomalous", anomalous)):
+        if not sentences:
+            raise ConfigError(f"no {state} prompts")
+    return prototypes(
+        encoder.encode_text(normal, batch_size),
+        encoder.encode_text(anomalous, batch_size),
+        normalize_each,
+    )
+
+
+def prototypes(
+    normal: torch.Tensor, anomalous: torch.Tensor, normalize_each: bool = True
+) -> torch.Tensor:
+    """(2, D) unit prototypes from (N_n, D) and (N_a, D) sentence embeddings: the mean per state.
 
     Ambiguous (METHODS §2.1): APRIL-GAN normalises each sentence embedding before averaging
     (``normalize_each=True``); anomalib's WinCLIP averages raw embeddings (``False``). Both
     normalise the mean.
     """
     rows = []
-    for state, sentences in (("normal", normal), ("anomalous", anomalous)):
-        if not sentences:
-            raise ConfigError(f"no {state} prompts")
-        emb = encoder.encode_text(sentences, batch_size)
+    for emb in (normal, anomalous):
         if normalize_each:
             emb = F.normalize(emb, dim=-1)
         rows.append(F.normalize(emb.mean(0), dim=-1))

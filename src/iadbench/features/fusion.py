@@ -10,6 +10,9 @@ mapping with a ``mode``:
   default -1 = the last, deepest tap).
 * ``{mode: weighted, weights: [w_1, ..., w_L]}``: block ``l`` is multiplied by ``w_l >= 0``, so
   its share of a squared L2 distance scales by ``w_l**2``; a zero weight drops the block.
+* ``decay`` or ``{mode: decay, factor: f}`` (0 < f <= 1, default 0.5): ``w_l = f**l`` for taps
+  in depth order, i.e. every deeper tap at ``f`` times the weight of the one before; with
+  PatchCore's two taps ``[1, 0.5]``, its default (benchmarks/README.md, the parity study).
 * ``adaptive``: weights fitted on the training features, ``w_l = sqrt(V / (L * V_l))`` where
   ``V_l`` is the total variance of block ``l`` (sum of its per-channel variances over all
   training patches) and ``V = sum_l V_l``. Every block then carries the same total variance
@@ -30,7 +33,7 @@ import numpy as np
 
 from iadbench.errors import CacheError, ConfigError
 
-MODES = ("concat", "single", "weighted", "adaptive")
+MODES = ("concat", "single", "weighted", "decay", "adaptive")
 CHUNK_ELEMS = 2**24
 
 
@@ -144,6 +147,7 @@ class Fusion:
     mode: str = "concat"
     layer: int = -1
     weights: tuple[float, ...] = ()
+    factor: float = 0.5
 
     @classmethod
     def from_config(cls, cfg: str | dict | None) -> Fusion:
@@ -156,7 +160,8 @@ class Fusion:
         mode = entry.get("mode", "concat")
         if mode not in MODES:
             raise ConfigError(f"unknown fusion mode {mode!r} (known: {', '.join(MODES)})")
-        allowed = {"mode"} | {"single": {"layer"}, "weighted": {"weights"}}.get(mode, set())
+        keys = {"single": {"layer"}, "weighted": {"weights"}, "decay": {"factor"}}
+        allowed = {"mode"} | keys.get(mode, set())
         if extra := set(entry) - allowed:
             raise ConfigError(f"fusion mode {mode!r} takes no key(s) {sorted(extra)}")
         weights = tuple(float(w) for w in entry.get("weights", ()))
@@ -164,7 +169,10 @@ class Fusion:
             raise ConfigError(
                 f"fusion weighted needs weights >= 0 with at least one > 0, got {list(weights)}"
             )
-        return cls(mode=mode, layer=int(entry.get("layer", -1)), weights=weights)
+        factor = float(entry.get("factor", 0.5))
+        if not 0.0 < factor <= 1.0:
+            raise ConfigError(f"fusion decay factor must be in (0, 1], got {factor}")
+        return cls(mode=mode, layer=int(entry.get("layer", -1)), weights=weights, factor=factor)
 
     def fit(self, features: np.ndarray, layer_dims: Sequence[int]) -> FusionState:
         """Per-block weights for these (training) features; only ``adaptive`` reads them."""
@@ -183,6 +191,8 @@ class Fusion:
                     f"({n_layers}: layer_dims {list(layer_dims)})"
                 )
             weights = list(self.weights)
+        elif self.mode == "decay":
+            weights = [self.factor**i for i in range(n_layers)]
         else:
             variances = block_variances(features, layer_dims)
             if (variances <= 0).any():

@@ -47,7 +47,10 @@ class MethodInputs:
     feature set of those samples; ``scores`` maps a ``uses`` role to that method's score table.
     ``rows`` are all manifest rows of the category (every split): a fit may read ``val`` for
     model selection or ``train_labelled`` for labelled anomalies, never ``test``.
-    ``dataset`` is the dataset's config slice (geometry) for methods that read images.
+    ``dataset`` is the dataset's config slice (geometry) for methods that read images;
+    ``backbone`` the method's backbone entry (methods that run their encoder themselves, e.g. on
+    few-shot references); ``cached`` the CLIP outputs it reads (``visual``, ``windows``,
+    ``text``: arrays in ``index`` order plus their ``meta``).
     """
 
     index: pd.DataFrame
@@ -55,6 +58,8 @@ class MethodInputs:
     scores: dict[str, pd.DataFrame] = field(default_factory=dict)
     rows: pd.DataFrame | None = None
     dataset: dict = field(default_factory=dict)
+    backbone: dict | None = None
+    cached: dict[str, dict] = field(default_factory=dict)
 
     def split_rows(self, split: str) -> pd.DataFrame:
         """The category's manifest rows of one split (``test`` is refused: it is reported)."""

@@ -19,7 +19,11 @@ from typing import Any, ClassVar
 
 from iadbench.errors import ConfigError
 
-INPUTS = frozenset({"features", "images", "text", "scores", "audio", "video", "sensor"})
+INPUTS = frozenset(
+    {"features", "visual", "windows", "images", "text", "scores", "audio", "video", "sensor"}
+)
+# Inputs computed by the method's ``backbone`` (the feature store, CLIP's cached outputs).
+ENCODED = frozenset({"features", "visual", "windows", "text"})
 TRAINING = ("none", "per_category", "train_set")
 # Keys every method entry may carry besides its kind's parameters.
 COMMON_KEYS = ("kind", "backbone", "datasets", "seed", "grid", "train_on", "uses")
@@ -29,14 +33,17 @@ COMMON_KEYS = ("kind", "backbone", "datasets", "seed", "grid", "train_on", "uses
 class Needs:
     """What a method consumes and how it learns; the rules build exactly this, nothing more.
 
-    ``inputs``: cached ``features`` (needs a ``backbone``), ``images``/``text`` (read by the
-    method from the manifest), ``scores`` (other methods' outputs, by the roles in ``uses``),
-    or other modalities. ``training``: ``none`` (zero-shot), ``per_category`` (one-class fit on
-    each category's ``fit_on`` split) or ``train_set`` (trained once on the config's named
-    train set ``train_on``, scored on any dataset). ``fit_on``: ``train`` for one-class fits,
-    ``val`` for methods whose whole "fit" is calibration on validation scores (the dataset must
-    have a ``val_split``). ``maps``: whether pixel maps are produced (else pixel metrics are
-    n/a). ``probabilities``: image scores are calibrated probabilities (ECE is reported).
+    ``inputs``: cached ``features`` (needs a ``backbone``); a CLIP ``backbone``'s cached ``visual``
+    outputs (the CLS embedding and, at ``blocks``, patch tokens on ``token_path``), ``windows``
+    (WinCLIP's window embeddings for each size in ``windows``) and ``text`` (sentence embeddings of
+    the ``prompts`` set for each category's class name); ``images`` (read by the method from the
+    manifest), ``scores`` (other methods' outputs, by the roles in ``uses``), or other modalities.
+    ``training``: ``none`` (zero-shot), ``per_category`` (one-class fit on each category's
+    ``fit_on`` split) or ``train_set`` (trained once on the config's named train set ``train_on``,
+    scored on any dataset). ``fit_on``: ``train`` for one-class fits, ``val`` for methods whose
+    whole "fit" is calibration on validation scores (the dataset must have a ``val_split``).
+    ``maps``: whether pixel maps are produced (else pixel metrics are n/a). ``probabilities``: image
+    scores are calibrated probabilities (ECE is reported).
     """
 
     inputs: frozenset[str]
@@ -45,6 +52,10 @@ class Needs:
     uses: tuple[str, ...] = ()
     fit_on: str = "train"
     probabilities: bool = False
+    token_path: str = "projected"
+    blocks: tuple[int, ...] = ()
+    windows: tuple[int, ...] = ()
+    prompts: str | None = None
 
     def __post_init__(self) -> None:
         if unknown := set(self.inputs) - INPUTS:
@@ -133,7 +144,7 @@ class PatchCoreParams(Params):
     sigma: float = 4.0
     upsample: str = "bilinear"
     image_score: str = "map_max"
-    fusion: str | dict = "concat"
+    fusion: str | dict = "decay"
     bank: str = "greedy"
     pca_dim: int = 128
     k: int = 1000
@@ -324,11 +335,71 @@ class CascadeParams(Params):
         }
 
 
+TOKEN_PATHS = ("projected", "ln_post", "raw")
+
+
+@dataclass(frozen=True)
+class WinClipParams(Params):
+    """WinCLIP (METHODS §2.1): zero-shot window scoring; ``k_shot`` > 0 adds WinCLIP+.
+
+    ``prompts`` names a built-in ensemble (``winclip``, ``april_gan``) or a ``prompt_sets:``
+    entry; ``class_name: auto`` takes the dataset's ``class_names`` mapping (default: the
+    category with ``_`` as spaces), ``object`` the literal word. Few-shot references are drawn
+    from ``train`` normal images with ``seed``; their patch tokens come from ``shot_block`` on
+    ``shot_token_path`` (anomalib: the last block after ln_post).
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.winclip:WinClip"
+
+    prompts: str = "winclip"
+    class_name: str = "auto"
+    windows: list = dataclasses.field(default_factory=lambda: [2, 3])
+    temperature: float = 0.07
+    include_image: bool = True
+    normalize_each: bool = False
+    k_shot: int = 0
+    shot_block: int = -1
+    shot_token_path: str = "ln_post"
+
+    def needs(self) -> Needs:
+        few = int(self.k_shot) > 0
+        return Needs(
+            frozenset({"visual", "windows", "text"}),
+            "per_category" if few else "none",
+            token_path=self.shot_token_path,
+            blocks=(int(self.shot_block),) if few else (),
+            windows=tuple(int(w) for w in self.windows),
+            prompts=self.prompts,
+        )
+
+    def check(self) -> None:
+        if self.class_name not in ("auto", "object"):
+            raise ConfigError(f"winclip class_name must be auto or object, not {self.class_name!r}")
+        if not self.windows or any(int(w) < 1 for w in self.windows):
+            raise ConfigError(f"winclip windows must be window sides >= 1, got {self.windows}")
+        if len(set(self.windows)) != len(self.windows):
+            raise ConfigError(f"winclip windows {self.windows} repeat a size")
+        if float(self.temperature) <= 0:
+            raise ConfigError(f"winclip temperature must be > 0, got {self.temperature}")
+        if int(self.k_shot) < 0:
+            raise ConfigError(f"winclip k_shot must be >= 0, got {self.k_shot}")
+        if self.shot_token_path not in TOKEN_PATHS:
+            raise ConfigError(
+                f"winclip shot_token_path must be one of {', '.join(TOKEN_PATHS)}, "
+                f"not {self.shot_token_path!r}"
+            )
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        # The drawn references differ by seed and category; they stay in state.json.
+        return {"prompts": self.prompts, "k_shot": int(self.k_shot)}
+
+
 PARAMS: dict[str, type[Params]] = {
     "patchcore": PatchCoreParams,
     "padim": PadimParams,
     "classifier": ClassifierParams,
     "cascade": CascadeParams,
+    "winclip": WinClipParams,
 }
 # The kind registry: name -> "module:Class" of the implementation (imported by jobs only).
 KINDS: dict[str, str] = {name: cls.implementation for name, cls in PARAMS.items()}

@@ -16,6 +16,9 @@ import importlib
 
 _MODULE_OF = {
     "make_demo": "data",
+    "make_text": "clip",
+    "make_visual": "clip",
+    "make_windows": "clip",
     "make_manifest": "data",
     "collect_sweeps": "evaluation",
     "compute_metrics": "evaluation",

@@ -166,6 +166,9 @@ def compute_metrics(
         result["ece_uncalibrated"] = ece(expit(table["margin"].to_numpy()), labels)
     for column in (c for c in table.columns if c.startswith("p_")):
         result[f"ece_{column[2:]}"] = ece(table[column].to_numpy(), labels)
+    if "class_name" in table.columns:  # CLIP methods: the words their prompts used
+        provenance = {**provenance, "describe": {**provenance.get("describe", {})}}
+        provenance["describe"]["class_name"] = str(table["class_name"].iloc[0])
     result = {"metrics": result, **provenance}
     save_json(out, result)
     return result
@@ -184,6 +187,11 @@ def describe_row(record: dict, grid: dict) -> dict:
         "seed": cfg.get("seed"),
         **(record.get("describe") or {}),
     }
+
+
+def _common_columns(rows: list[dict]) -> dict:
+    """The describe columns shared by every category (None where categories differ)."""
+    return {k: v if all(r.get(k) == v for r in rows) else None for k, v in rows[0].items()}
 
 
 def summarise_results(
@@ -206,7 +214,7 @@ def summarise_results(
     for path in metric_files:
         record = json.loads(Path(path).read_text())
         columns = describe_row(record, grid or {})
-        described.setdefault((record["dataset"], record["method"]), columns)
+        described.setdefault((record["dataset"], record["method"]), []).append(columns)
         rows.append(
             {
                 "dataset": record["dataset"],
@@ -243,7 +251,7 @@ def summarise_results(
                 "dataset": dataset,
                 "method": method,
                 "category": "micro",
-                **described[(dataset, method)],
+                **_common_columns(described[(dataset, method)]),
                 **micro,
             }
         )

@@ -33,8 +33,9 @@ def method_inputs(
 ):
     """The :class:`~iadbench.methods.base.MethodInputs` of one (category, split).
 
-    ``files`` holds the job's input files by name: ``manifest``, ``npy``/``index`` (features)
-    and ``uses_<role>`` (score tables of the methods this one uses).
+    ``files`` holds the job's input files by name: ``manifest``, ``npy``/``index`` (features),
+    ``visual``/``windows``/``text`` (cached CLIP outputs, score jobs only) and ``uses_<role>``
+    (score tables of the methods this one uses).
     """
     from iadbench.methods.base import MethodInputs
 
@@ -58,7 +59,14 @@ def method_inputs(
                 f"{files['uses_' + role]}: the {role} scores are not of the {len(index)} "
                 f"{split} images of {category!r} in {files['manifest']}"
             )
-    return MethodInputs(index, None, scores, rows, dataset_cfg)
+    cached = {}
+    if needs.inputs & {"visual", "windows", "text"} & set(files):
+        from iadbench.pipeline.clip import cached_outputs
+
+        cached = cached_outputs(
+            files, needs.inputs & set(files), backbone_cfg, dataset_cfg, list(index["sample_id"])
+        )
+    return MethodInputs(index, None, scores, rows, dataset_cfg, backbone_cfg, cached)
 
 
 def fit_method(

@@ -1,0 +1,74 @@
+# CLIP encoders' outputs, computed once and shared by every method and grid cell that reads
+# them: visual outputs and window embeddings per (dataset, backbone, category, split), sentence
+# embeddings per (backbone, prompt set, class name). Method options never reach these jobs.
+
+
+rule clip_visual:
+    input:
+        manifest=rules.manifest.output[0],
+    output:
+        CLIP_VISUAL,
+    log:
+        log_of("clip_visual", "{dataset}/{backbone}/{category}/{split}/{view}"),
+    benchmark:
+        benchmark_of("clip_visual", "{dataset}/{backbone}/{category}/{split}/{view}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        device=config["device"],
+    script:
+        "../workflow/scripts/clip_visual.py"
+
+
+rule clip_windows:
+    input:
+        manifest=rules.manifest.output[0],
+    output:
+        CLIP_WINDOWS,
+    log:
+        log_of("clip_windows", "{dataset}/{backbone}/{category}/{split}/{sizes}"),
+    benchmark:
+        benchmark_of("clip_windows", "{dataset}/{backbone}/{category}/{split}/{sizes}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        device=config["device"],
+    script:
+        "../workflow/scripts/clip_windows.py"
+
+
+rule text_embeddings:
+    output:
+        TEXT,
+    log:
+        log_of("text_embeddings", "{backbone}/{prompts}/{class_slug}"),
+    benchmark:
+        benchmark_of("text_embeddings", "{backbone}/{prompts}/{class_slug}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        encoder=text_encoder_cfg,
+        prompts=prompt_set_cfg,
+        class_name=lambda wc: unquote_plus(wc.class_slug),
+        device=config["device"],
+    script:
+        "../workflow/scripts/text_embeddings.py"
