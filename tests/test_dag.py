@@ -15,7 +15,11 @@ from test_workflow import REPO, snakemake_cmd
 from iadbench.config import method_datasets, prepare_config
 
 HEAVY = ("torch", "faiss", "open_clip", "timm")
-CONFIGS = ["config/config.yaml", "config/examples/experiments.yaml"]
+CONFIGS = [
+    "config/config.yaml",
+    "config/examples/experiments.yaml",
+    "config/examples/zero_shot.yaml",
+]
 
 
 def dry_run(config: str, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
