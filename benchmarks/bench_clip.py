@@ -29,6 +29,27 @@ def timed(fn, repeats: int) -> float:
     return sorted(runs)[len(runs) // 2]
 
 
+def bench(name: str, args) -> None:
+    """Print one model's images/s for the visual and the window pass."""
+    encoder = load_clip(name, "random", device=args.device)
+    size = encoder.preprocessing.input_size
+    batch = torch.randn(args.images, 3, *size, device=args.device)
+    last = encoder.resolve_blocks([-1])
+    visual = timed(lambda: encoder.encode_image(batch, last, "ln_post"), args.repeats)
+    sets = [window_indices(encoder.grid, k) for k in (2, 3)]
+
+    def windows():
+        for index in sets:
+            encoder.encode_windows(batch, index)
+
+    window = timed(windows, args.repeats)
+    print(
+        f"{name}: {size[0]} px, grid {encoder.grid}, {sum(len(s) for s in sets)} windows/image | "
+        f"visual pass {args.images / visual:.1f} images/s | "
+        f"window pass {args.images / window:.2f} images/s"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["clip_tiny", "clip_vit_b16_plus_240"])
@@ -39,24 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_grad_enabled(False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
     for name in args.models:
-        encoder = load_clip(name, "random", device=args.device)
-        size = encoder.preprocessing.input_size
-        batch = torch.randn(args.images, 3, *size, device=args.device)
-        last = encoder.resolve_blocks([-1])
-        visual = timed(lambda: encoder.encode_image(batch, last, "ln_post"), args.repeats)
-        sets = [window_indices(encoder.grid, k) for k in (2, 3)]
-
-        def windows(sets=sets, encoder=encoder, batch=batch):
-            for index in sets:
-                encoder.encode_windows(batch, index)
-
-        window = timed(windows, args.repeats)
-        n_windows = sum(len(s) for s in sets)
-        print(
-            f"{name}: {size[0]} px, grid {encoder.grid}, {n_windows} windows/image | "
-            f"visual pass {args.images / visual:.1f} images/s | "
-            f"window pass {args.images / window:.2f} images/s"
-        )
+        bench(name, args)
 
 
 if __name__ == "__main__":
