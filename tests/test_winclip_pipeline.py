@@ -41,6 +41,8 @@ def test_zero_and_few_shot_results_with_their_class_names(finished):
     named = dict(zip(rows["category"], rows["class_name"]))
     assert named == {"brick": "brick", "gravel": "gravel surface"}
     assert set(rows.loc[rows["method"] == "wc", "k_shot"]) == {0}
+    assert set(rows["backbone_model"]) == {"clip_tiny"}
+    assert rows["weights"].str.startswith("random").all()
     assert rows["image_auroc"].between(0, 1).all() and rows["aupro"].between(0, 1).all()
     # One text file per (backbone, prompt set, class name), shared by all three methods.
     texts = sorted(p.name for p in (finished / "results/text/tiny/winclip").iterdir())

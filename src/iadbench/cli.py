@@ -40,8 +40,9 @@ def _backbones(_: argparse.Namespace) -> None:
     from iadbench.backbones.registry import REGISTRY
 
     for name, spec in sorted(REGISTRY.items()):
+        tag = f".{spec.default_tag}" if spec.default_tag else " (no published weights)"
         print(
-            f"{name:22s} {spec.family:5s} {spec.library}:{spec.library_name}.{spec.default_tag}"
+            f"{name:22s} {spec.family:5s} {spec.library}:{spec.library_name}{tag}"
             f" layers={list(spec.default_layers)}"
         )
 

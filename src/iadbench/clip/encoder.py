@@ -216,6 +216,41 @@ class ClipEncoder:
         ]
         return torch.cat(out)
 
+    @torch.no_grad()
+    def embed_text(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (N, L), token embeddings (N, L, width)): the text tower's input, before the
+        positions are added; ``encode_text_embeddings`` finishes what ``encode_text`` does.
+        """
+        tokens = self.tokenizer(list(sentences)).to(self.device)
+        cast = self.model.transformer.get_cast_dtype()
+        return tokens, self.model.token_embedding(tokens).to(cast)
+
+    @torch.no_grad()
+    def encode_text_embeddings(
+        self, tokens: torch.Tensor, embeddings: torch.Tensor, batch_size: int = 256
+    ) -> torch.Tensor:
+        """(N, D) text embeddings from (possibly perturbed) token embeddings, as open_clip's
+        ``encode_text`` computes them after its embedding lookup; ``tokens`` locate the pooled
+        (end-of-text) position.
+        """
+        from open_clip.transformer import text_global_pool
+
+        m = self.model
+        cast = m.transformer.get_cast_dtype()
+        out = []
+        for i in range(0, len(tokens), batch_size):
+            x = embeddings[i : i + batch_size].to(cast) + m.positional_embedding.to(cast)
+            x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask))
+            x = text_global_pool(
+                x, tokens[i : i + batch_size], m.text_pool_type, getattr(m, "text_eos_id", None)
+            )
+            if isinstance(m.text_projection, torch.nn.Linear):
+                x = m.text_projection(x)
+            elif m.text_projection is not None:
+                x = x @ m.text_projection
+            out.append(x)
+        return torch.cat(out)
+
 
 def load_clip(
     name: str,

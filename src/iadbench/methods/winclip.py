@@ -104,8 +104,13 @@ class WinClip(Method):
                 maps, scores, few_shot_map(tokens, embeddings, index, memory)
             )
         full = upsample(maps, out_size).numpy()
-        name = text["meta"]["class_name"]
-        return scores.double().numpy(), full, {"class_name": [name] * len(full)}
+        identity = visual["meta"]["identity"]
+        columns = {
+            "class_name": text["meta"]["class_name"],
+            "backbone_model": identity["model"],
+            "weights": identity["weights"],
+        }
+        return scores.double().numpy(), full, {k: [v] * len(full) for k, v in columns.items()}
 
     def _memory(self, state_dir: Path | None, grid: tuple, weights: str) -> ReferenceMemory:
         """The fitted references, refused when made by other weights or at another grid."""

@@ -22,6 +22,9 @@ from iadbench.metrics.calibration import ece
 from iadbench.metrics.operating import at_threshold, threshold_max_f1
 
 log = logging.getLogger(__name__)
+# Provenance a kind without fitted state writes into its score table (one value per table): the
+# CLIP methods' class name, encoder model and weights.
+TABLE_PROVENANCE = ("class_name", "backbone_model", "weights")
 
 
 def ground_truth(
@@ -166,9 +169,8 @@ def compute_metrics(
         result["ece_uncalibrated"] = ece(expit(table["margin"].to_numpy()), labels)
     for column in (c for c in table.columns if c.startswith("p_")):
         result[f"ece_{column[2:]}"] = ece(table[column].to_numpy(), labels)
-    if "class_name" in table.columns:  # CLIP methods: the words their prompts used
-        provenance = {**provenance, "describe": {**provenance.get("describe", {})}}
-        provenance["describe"]["class_name"] = str(table["class_name"].iloc[0])
+    if described := {c: str(table[c].iloc[0]) for c in TABLE_PROVENANCE if c in table.columns}:
+        provenance = {**provenance, "describe": {**provenance.get("describe", {}), **described}}
     result = {"metrics": result, **provenance}
     save_json(out, result)
     return result

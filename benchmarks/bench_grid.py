@@ -1,0 +1,105 @@
+"""A method grid on the demo: our one DAG (shared features) against anomalib run once per cell.
+
+Printed, never asserted. The grid is PatchCore (greedy coreset), three other PatchCore banks
+(full, random, k-means) and PaDiM on the demo's three categories at 256 px without crop, with
+EfficientNet-Lite0 ImageNet weights. Ours: one ``snakemake --cores N`` run of that grid in a fresh
+folder up to ``metrics.csv`` (demo generation, manifest, features once per category and split,
+five fits and scores per category, metrics, summary). anomalib: every cell in a fresh process
+(interpreter, imports, features, fit, score), as a per-cell harness runs it, measured by
+``compare_anomalib.py --libraries anomalib`` in the comparison venv; anomalib has one PatchCore
+bank, so each of the four PatchCore cells costs one PatchCore process.
+
+    .venv/bin/python benchmarks/bench_grid.py --anomalib-python .venv-compare/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PATCHCORE_CELLS = ("greedy", "full", "random", "kmeans")
+
+
+def grid_config(size: int) -> dict:
+    return {
+        "datasets": {
+            "demo": {
+                "layout": "mvtec",
+                "root": "resources/datasets/demo",
+                "categories": ["brick", "grass", "gravel"],
+                "demo": {"seed": 0},
+                "resize": size,
+                "crop": size,
+            }
+        },
+        "backbones": {"lite0": {"model": "efficientnet_lite0", "weights": "pretrained"}},
+        "methods": {
+            **{
+                f"patchcore_{bank}": {"kind": "patchcore", "backbone": "lite0", "bank": bank}
+                for bank in PATCHCORE_CELLS
+            },
+            "padim": {"kind": "padim", "backbone": "lite0"},
+        },
+    }
+
+
+def run_ours(cores: int, size: int) -> float:
+    work = Path(tempfile.mkdtemp(prefix="bench-grid-"))
+    (work / "config.yaml").write_text(yaml.safe_dump(grid_config(size)))
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+        str(work), "--configfile", str(work / "config.yaml"), "--cores", str(cores),
+        "--resources", "gpu=1", "--quiet", "all", "results/summary/metrics.csv",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    summary = pd.read_csv(work / "results/summary/metrics.csv")
+    macro = summary[summary["category"] == "macro_mean"][["method", "image_auroc", "aupro"]]
+    print(macro.to_string(index=False))
+    return seconds
+
+
+def run_anomalib(python: str, size: int) -> float:
+    out = Path(tempfile.mkdtemp(prefix="bench-grid-anomalib-"))
+    cmd = [
+        python, str(REPO / "benchmarks/compare_anomalib.py"), "--libraries", "anomalib",
+        "--size", str(size), "--out", str(out), "--name", "grid",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    table = pd.read_csv(next(out.glob("compare_anomalib_grid_*[0-9].csv")))
+    cells = table[table["category"] != "mean"].set_index(["category", "method"])["process_s"]
+    per_category = {
+        c: len(PATCHCORE_CELLS) * cells[(c, "patchcore")] + cells[(c, "padim")]
+        for c in cells.index.get_level_values(0).unique()
+    }
+    print("anomalib process seconds per cell:", cells.round(1).to_dict())
+    return float(sum(per_category.values()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--anomalib-python", help="python of the venv with the compare extra")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args(argv)
+    print(f"load before {os.getloadavg()}", flush=True)
+    ours = run_ours(args.cores, args.size)
+    print(f"ours: one DAG, 5 methods x 3 categories: {ours:.1f} s", flush=True)
+    if args.anomalib_python:
+        theirs = run_anomalib(args.anomalib_python, args.size)
+        print(f"anomalib: once per cell (4 PatchCore + 1 PaDiM per category): {theirs:.1f} s")
+        print(f"ratio anomalib / ours: {theirs / ours:.2f}x; load after {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
