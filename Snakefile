@@ -32,10 +32,13 @@ wildcard_constraints:
     train_set=alternation(TRAIN_SETS),
     split=alternation(SPLITS),
     category="[^/]+",
-    view="[a-z_]+(-b[0-9]+)*",
+    view="[a-z_]+(-b[0-9]+)*|crane-[0-9a-f]{8}",
     sizes="[0-9]+(-[0-9]+)*",
     prompts="[^/]+",
     class_slug="[^/]+",
+    sigma="[0-9][0-9.e+-]*",
+    samples="[0-9]+",
+    seed="[0-9]+",
     train_category="[^/]+",
 
 
@@ -58,3 +61,4 @@ rule all:
         cross_domain_outputs(),
         latency_outputs(),
         sweep_outputs(),
+        variance_outputs(),

@@ -1,6 +1,8 @@
 # CLIP encoders' outputs, computed once and shared by every method and grid cell that reads
 # them: visual outputs and window embeddings per (dataset, backbone, category, split), sentence
-# embeddings per (backbone, prompt set, class name). Method options never reach these jobs.
+# embeddings per (backbone, prompt set, class name), noisy prototypes per (those, sigma, R,
+# seed). Method options never reach these jobs, except the visual options of a kind's own view
+# (Crane's refined path), which name it.
 
 
 rule clip_visual:
@@ -22,6 +24,7 @@ rule clip_visual:
     params:
         backbone=backbone_cfg,
         geometry=geometry_cfg,
+        options=view_options,
         device=config["device"],
     script:
         "../workflow/scripts/clip_visual.py"
@@ -72,3 +75,32 @@ rule text_embeddings:
         device=config["device"],
     script:
         "../workflow/scripts/text_embeddings.py"
+
+
+rule text_bayes:
+    output:
+        BAYES_TEXT,
+    log:
+        log_of(
+            "text_bayes",
+            "{backbone}/{prompts}/{class_slug}/bayes-s{sigma}-r{samples}-seed{seed}",
+        ),
+    benchmark:
+        benchmark_of(
+            "text_bayes",
+            "{backbone}/{prompts}/{class_slug}/bayes-s{sigma}-r{samples}-seed{seed}",
+        )
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        encoder=text_encoder_cfg,
+        prompts=prompt_set_cfg,
+        class_name=lambda wc: unquote_plus(wc.class_slug),
+        device=config["device"],
+    script:
+        "../workflow/scripts/text_bayes.py"

@@ -11,13 +11,14 @@ from iadbench.clip.prompts import class_name
 from iadbench.config import cross_domain_pairs, dataset_splits, gpu_decision, method_datasets
 from iadbench.data.manifest import SPLITS
 from iadbench.backbones.registry import resolve_layers
-from iadbench.methods.kinds import needs_of, params_class
+from iadbench.methods.kinds import params_class, params_of
 
 DATASETS = list(config["datasets"])
 BACKBONES = list(config["backbones"])
 METHODS = list(config["methods"])
 TRAIN_SETS = list(config.get("train_sets") or {})
-NEEDS = {name: needs_of(entry) for name, entry in config["methods"].items()}
+PARAMS = {name: params_of(entry) for name, entry in config["methods"].items()}
+NEEDS = {name: params.needs() for name, params in PARAMS.items()}
 # resources: gpu=GPU in every GPU-tagged rule: 1 makes `--resources gpu=1` run them one at a
 # time; 0 (no GPU here, or gpu_jobs: never) lets them use every core. See config/schema.yaml.
 GPU, _GPU_WHY = gpu_decision(config)
@@ -109,14 +110,42 @@ def prompt_set_cfg(wildcards):
     return (config.get("prompt_sets") or {}).get(wildcards.prompts, wildcards.prompts)
 
 
+def own_view(method):
+    """(name, resolved options) of the kind's own visual view (Crane's), or None."""
+    model = config["backbones"][backbone_of(method)]["model"]
+    return PARAMS[method].visual_view(model, config["backbones"])
+
+
 def clip_view(method):
-    """The visual-output view a CLIP method reads: token path plus resolved blocks."""
+    """The visual-output view a CLIP method reads: its kind's own, or token path plus blocks."""
     needs = NEEDS[method]
     model = config["backbones"][backbone_of(method)]["model"]
+    if own := own_view(method):
+        return own[0]
     if not needs.blocks:
         return "cls"  # the CLS embedding alone: the same on every token path
     blocks = resolve_layers(model, list(needs.blocks))
     return "-".join([needs.token_path, *(f"b{b}" for b in blocks)])
+
+
+def view_options(wildcards):
+    """The options of a kind's own view as a clip_visual job computes it (None: a plain view)."""
+    for method in METHODS:
+        if backbone_of(method) == wildcards.backbone and "visual" in NEEDS[method].inputs:
+            own = own_view(method)
+            if own and own[0] == wildcards.view:
+                return own[1]
+    if not re.fullmatch(r"[a-z_]+(-b[0-9]+)*", wildcards.view):
+        raise ValueError(
+            f"no method of backbone {wildcards.backbone!r} reads view {wildcards.view!r}"
+        )
+    return None
+
+
+def method_view_options(wildcards):
+    """The options of the view a score job's method reads, when its kind has its own."""
+    own = own_view(wildcards.method) if "visual" in NEEDS[wildcards.method].inputs else None
+    return own[1] if own else None
 
 
 def class_name_of(method, dataset, category):
@@ -135,10 +164,17 @@ def clip_files(method, dataset, category, split):
         sizes = "-".join(str(w) for w in sorted(needs.windows))
         files["windows"] = path(CLIP_WINDOWS, sizes=sizes, **fields)
     if "text" in needs.inputs:
-        slug = quote_plus(class_name_of(method, dataset, category))
-        files["text"] = path(
-            TEXT, backbone=backbone_of(method), prompts=needs.prompts, class_slug=slug
+        text = dict(
+            backbone=backbone_of(method),
+            prompts=needs.prompts,
+            class_slug=quote_plus(class_name_of(method, dataset, category)),
         )
+        files["text"] = path(TEXT, **text)
+        if needs.noisy_text is not None:
+            samples, sigma, seed = needs.noisy_text
+            # repr() round-trips a float exactly: the job reads back the same sigma.
+            draw = dict(sigma=repr(float(sigma)), samples=samples, seed=seed)
+            files["noisy_text"] = path(BAYES_TEXT, **text, **draw)
     return files
 
 
@@ -326,6 +362,32 @@ def sweep_states(wildcards):
 
 def sweep_outputs():
     return [SWEEP_CSV] if any(is_cascade(m) for m in METHODS) else []
+
+
+def variance_cells():
+    """Result cells whose score tables carry per-image std over prompt samples (test split)."""
+    return [(m, d, c) for m, d, c in result_cells() if NEEDS[m].uncertainty]
+
+
+def variance_outputs():
+    """The variance analysis' CSV and histogram per such cell (rule all requests them)."""
+
+    def inner(wildcards):
+        return [
+            path(template, dataset=d, method=m, category=c)
+            for m, d, c in variance_cells()
+            for template in (VARIANCE_CSV, VARIANCE_PNG)
+        ]
+
+    return inner
+
+
+def variance_title(wildcards):
+    params = PARAMS[wildcards.method]
+    return (
+        f"{wildcards.dataset} / {wildcards.method} / {wildcards.category}: "
+        f"R = {params.bayes['samples']}, sigma = {params.bayes_sigma:g}"
+    )
 
 
 def cross_cells():

@@ -122,6 +122,28 @@ rule cascade_sweeps:
         "../workflow/scripts/cascade_sweeps.py"
 
 
+rule variance:
+    input:
+        path(SCORES, split="test", file="scores.parquet"),
+    output:
+        csv=VARIANCE_CSV,
+        png=VARIANCE_PNG,
+    log:
+        log_of("variance", "{dataset}/{method}/{category}"),
+    benchmark:
+        benchmark_of("variance", "{dataset}/{method}/{category}")
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        title=variance_title,
+    script:
+        "../workflow/scripts/variance.py"
+
+
 rule timings:
     # Runs after every other result (its inputs) and before the report; lists every benchmark
     # file present then, including earlier runs' jobs whose results are still cached.
@@ -131,6 +153,7 @@ rule timings:
         cross_domain_outputs(),
         latency_outputs(),
         sweep_outputs(),
+        variance_outputs(),
     output:
         TIMINGS_CSV,
     log:

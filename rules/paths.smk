@@ -3,11 +3,15 @@
 MANIFEST = "results/{dataset}/manifest.parquet"
 FEATURES = "results/{dataset}/features/{backbone}/{category}/{split}.{ext}"
 # CLIP outputs: the CLS embedding + patch tokens of a view ("<token_path>" or
-# "<token_path>-b<block>-..."), window embeddings per window sizes ("2-3"), and sentence
-# embeddings of a prompt set for one class name (URL-quoted: "metal+nut").
+# "<token_path>-b<block>-...", or a kind's own: "crane-<hash of its options>"), window
+# embeddings per window sizes ("2-3"), sentence embeddings of a prompt set for one class name
+# (URL-quoted: "metal+nut") and R noisy prototype pairs of that text (sigma as repr(float)).
 CLIP_VISUAL = "results/{dataset}/clip/{backbone}/{category}/{split}/visual-{view}.npz"
 CLIP_WINDOWS = "results/{dataset}/clip/{backbone}/{category}/{split}/windows-{sizes}.npz"
 TEXT = "results/text/{backbone}/{prompts}/{class_slug}.npz"
+BAYES_TEXT = (
+    "results/text/{backbone}/{prompts}/{class_slug}/bayes-s{sigma}-r{samples}-seed{seed}.npz"
+)
 FIT_STATE = "results/{dataset}/models/{method}/{category}"
 TRAINED = "results/models/{method}/{train_set}"
 RESUME_ROOT = "results/.resume"
@@ -17,6 +21,8 @@ CROSS_SCORES = "results/{dataset}/cross/{method}/{train_category}/{category}/{sp
 CROSS_METRICS = "results/{dataset}/cross/{method}/{train_category}/{category}/{split}.json"
 DOMAIN = "results/{dataset}/domain/{backbone}/{train_category}/{category}.json"
 LATENCY = "results/{dataset}/latency/{method}/{category}.parquet"
+VARIANCE_CSV = "results/{dataset}/variance/{method}/{category}.csv"
+VARIANCE_PNG = "results/{dataset}/variance/{method}/{category}.png"
 LATENCY_CSV = "results/summary/latency.csv"
 SWEEP_CSV = "results/summary/cascade_sweep.csv"
 SUMMARY_CSV = "results/summary/metrics.csv"

@@ -22,6 +22,7 @@ rule score:
         method=method_cfg,
         backbone=backbone_cfg,
         geometry=geometry_cfg,
+        view_options=method_view_options,
         device=config["device"],
     script:
         "../workflow/scripts/score.py"

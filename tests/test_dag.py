@@ -19,6 +19,7 @@ CONFIGS = [
     "config/config.yaml",
     "config/examples/experiments.yaml",
     "config/examples/zero_shot.yaml",
+    "config/examples/crane.yaml",
 ]
 
 

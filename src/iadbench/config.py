@@ -331,6 +331,11 @@ def _check_method(config: dict, name: str, method: dict) -> None:
             )
         if needs.blocks:
             resolve_layers(model, list(needs.blocks))
+        if "visual" in needs.inputs:
+            try:  # a kind's own view (Crane's): its blocks and guidance backbone
+                params.visual_view(model, config["backbones"])
+            except ConfigError as exc:
+                raise ConfigError(f"method {name!r}: {exc}") from None
         if needs.prompts is not None:
             _check_prompts(config, name, needs.prompts)
     elif backbone is not None:

@@ -14,4 +14,5 @@ with logged(sm.log[0]):
         sm.wildcards.view,
         sm.output[0],
         device=sm.params.device,
+        options=sm.params.options,
     )

@@ -15,4 +15,5 @@ with logged(sm.log[0]):
         sm.output.scores,
         sm.output.maps,
         device=sm.params.device,
+        view_options=sm.params.view_options,
     )

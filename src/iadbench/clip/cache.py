@@ -54,6 +54,28 @@ def visual_identity(
     }
 
 
+def view_identity(
+    backbone_cfg: Mapping[str, Any],
+    geometry: Mapping[str, Any],
+    what: str,
+    options: Mapping[str, Any] | None = None,
+) -> dict:
+    """Identity of a visual view; a kind's own view (Crane's) adds its resolved ``options`` and
+    the resolved weights of the guidance backbone they name (``options["dino"]``)."""
+    identity = visual_identity(backbone_cfg, geometry, what)
+    if options is None:
+        return identity
+    dino = options.get("dino")
+    guide = None if dino is None else encoder_identity(dino, visual=False)
+    return {**identity, "options": dict(options), "guide": guide}
+
+
+def noisy_identity(backbone_cfg: Mapping[str, Any], samples: int, sigma: float, seed: int) -> dict:
+    """Identity of cached noisy text prototypes: the text encoder and the draw (R, σ, seed)."""
+    draw = {"samples": int(samples), "sigma": float(sigma), "seed": int(seed)}
+    return {**encoder_identity(backbone_cfg, visual=False), "bayes": draw}
+
+
 def save_arrays(target: str | Path, arrays: Mapping[str, np.ndarray], meta: dict) -> None:
     """Arrays + meta (with its hash) into one ``.npz``, atomically."""
     payload = {**meta, "hash": config_hash(meta.get("identity", meta))}

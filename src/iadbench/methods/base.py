@@ -50,7 +50,7 @@ class MethodInputs:
     ``dataset`` is the dataset's config slice (geometry) for methods that read images;
     ``backbone`` the method's backbone entry (methods that run their encoder themselves, e.g. on
     few-shot references); ``cached`` the CLIP outputs it reads (``visual``, ``windows``,
-    ``text``: arrays in ``index`` order plus their ``meta``).
+    ``text``, ``noisy_text``: arrays, visual ones in ``index`` order, plus their ``meta``).
     """
 
     index: pd.DataFrame

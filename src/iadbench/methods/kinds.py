@@ -12,11 +12,17 @@ outside this package, the ``"module:Class"`` import string of its parameter data
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import importlib
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from iadbench.backbones.registry import REGISTRY, resolve_layers
 from iadbench.errors import ConfigError
 
 INPUTS = frozenset(
@@ -43,7 +49,10 @@ class Needs:
     scored on any dataset). ``fit_on``: ``train`` for one-class fits, ``val`` for methods whose
     whole "fit" is calibration on validation scores (the dataset must have a ``val_split``).
     ``maps``: whether pixel maps are produced (else pixel metrics are n/a). ``probabilities``: image
-    scores are calibrated probabilities (ECE is reported).
+    scores are calibrated probabilities (ECE is reported). ``noisy_text``: ``(R, σ, seed)`` of
+    the cached noisy text prototypes the method reads beside ``text`` (Crane's Bayes path).
+    ``uncertainty``: score tables carry per-image ``score_std`` and ``map_std_mean`` columns,
+    which the variance analysis reads.
     """
 
     inputs: frozenset[str]
@@ -56,6 +65,8 @@ class Needs:
     blocks: tuple[int, ...] = ()
     windows: tuple[int, ...] = ()
     prompts: str | None = None
+    noisy_text: tuple[int, float, int] | None = None
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if unknown := set(self.inputs) - INPUTS:
@@ -87,6 +98,13 @@ class Params:
     def describe(self, state: dict) -> dict[str, Any]:
         """Provenance columns a result row gets from this method (``state``: its state.json)."""
         return {}
+
+    def visual_view(self, model: str, backbones: Mapping[str, dict]) -> tuple[str, dict] | None:
+        """A visual view the kind computes itself: ``(name, options)`` with the options resolved
+        against its CLIP ``model`` and the config's ``backbones``; None for the plain views
+        (token path + blocks). Raises :class:`ConfigError` for options that do not fit them.
+        """
+        return None
 
     @classmethod
     def from_entry(cls, entry: dict) -> Params:
@@ -394,12 +412,224 @@ class WinClipParams(Params):
         return {"prompts": self.prompts, "k_shot": int(self.k_shot)}
 
 
+CRANE_ATTN_TERMS = ("qq", "kk", "vv")
+CRANE_SCORE_MODES = ("map_max", "cls", "pooled")
+CRANE_FINAL_ATTN = ("none", "rcs")
+CRANE_RCS = {"lam": 0.3, "tau": 2.0, "layers": [5, 6, 7, 8]}  # ResCLIP's VOC21 config, §4.3
+# R and σ = exp(init_logstd) of the delivered system (METHODS §12.2); seed null: the entry's seed.
+CRANE_BAYES = {"samples": 8, "sigma": None, "seed": None, "init_logstd": None}
+BAYES_SIGMA = 0.001
+
+
+def crane_view_name(options: Mapping[str, Any]) -> str:
+    """``crane-<8 hex>``: the cached view of one set of resolved visual options."""
+    blob = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    return f"crane-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def _merged(name: str, given: Any, defaults: dict) -> dict:
+    """A nested option mapping with its missing keys defaulted and unknown keys refused."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"crane {name} must be a mapping, got {given!r}")
+    if unknown := sorted(set(given) - set(defaults)):
+        raise ConfigError(f"crane {name}: unknown key(s) {unknown} (known: {', '.join(defaults)})")
+    return {**copy.deepcopy(defaults), **given}
+
+
+def _block(index: Any, depth: int, what: str, beyond: bool = False) -> int:
+    """0-based block index, negatives from the end (as ``iadbench.clip.crane.resolve_block``)."""
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ConfigError(f"crane {what} {index!r} is not an integer")
+    if index < -depth or (index >= depth and not beyond):
+        raise ConfigError(f"crane {what} {index} outside {-depth}..{depth - 1} ({depth} blocks)")
+    return index + depth if index < 0 else index
+
+
+@dataclass(frozen=True)
+class CraneParams(Params):
+    """The training-free Crane + Bayes-prompt + ResCLIP system (METHODS §12, §4.1, §4.3).
+
+    Visual options (``attn_type``, ``eattn_from``, ``taps``, ``dino`` with ``beta``/``gamma``,
+    ``final_attn``/``rcs``) shape the cached refined-path tokens (:meth:`visual_view`); the
+    others only score them: the prompt set and class name, the map and image score, ``bayes``
+    sampling (``samples: 0`` turns it off; ``sigma`` or ``init_logstd``, default σ = 0.001;
+    ``seed`` null = the entry's ``seed``) and ``fusion_alpha``, the weight of the Bayes output
+    in ``(1 − α)·deterministic + α·Bayes``. ``eattn_from`` null is block ``depth // 4`` (6 of
+    24); ``taps`` null the backbone's registry blocks.
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.crane:Crane"
+
+    prompts: str = "april_gan"
+    class_name: str = "auto"
+    attn_type: str = "qq+kk+vv"
+    eattn_from: int | None = None
+    taps: list | str | None = None
+    dino: str | None = None
+    beta: float = 1.2
+    gamma: float = 3.0
+    image_score_mode: str = "map_max"
+    temperature: float = 0.07
+    sigma: float = 4.0
+    soft_mean: bool = True
+    final_attn: str = "none"
+    rcs: dict = dataclasses.field(default_factory=lambda: dict(CRANE_RCS))
+    bayes: dict = dataclasses.field(default_factory=lambda: dict(CRANE_BAYES))
+    fusion_alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        # Partial nested mappings (written without the schema's defaults) are completed here.
+        object.__setattr__(self, "rcs", _merged("rcs", self.rcs, CRANE_RCS))
+        object.__setattr__(self, "bayes", _merged("bayes", self.bayes, CRANE_BAYES))
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> CraneParams:
+        params = super().from_entry(entry)
+        if params.bayes["seed"] is not None:
+            return params
+        return dataclasses.replace(
+            params, bayes={**params.bayes, "seed": int(entry.get("seed", 0))}
+        )
+
+    @property
+    def bayes_sigma(self) -> float:
+        """σ of the prompt noise: ``sigma``, or exp(``init_logstd``), or 0.001."""
+        sigma, logstd = self.bayes["sigma"], self.bayes["init_logstd"]
+        if sigma is not None and logstd is not None:
+            raise ConfigError("crane bayes: give sigma or init_logstd, not both")
+        value = float(
+            math.exp(logstd) if logstd is not None else BAYES_SIGMA if sigma is None else sigma
+        )
+        if not 0.0 <= value < math.inf:
+            raise ConfigError(f"crane bayes: sigma {value} must be a finite number >= 0")
+        return value
+
+    def needs(self) -> Needs:
+        samples, sigma = int(self.bayes["samples"]), self.bayes_sigma
+        noisy = (samples, sigma, self.bayes["seed"]) if samples > 0 and sigma > 0 else None
+        return Needs(
+            frozenset({"visual", "text"}),
+            "none",
+            prompts=self.prompts,
+            noisy_text=noisy,
+            uncertainty=samples > 0,
+        )
+
+    def check(self) -> None:
+        if self.class_name not in ("auto", "object"):
+            raise ConfigError(f"crane class_name must be auto or object, not {self.class_name!r}")
+        terms = str(self.attn_type).split("+")
+        if set(terms) - set(CRANE_ATTN_TERMS) or len(set(terms)) != len(terms):
+            raise ConfigError(
+                f"crane attn_type {self.attn_type!r}: '+'-joined distinct terms out of "
+                f"{', '.join(CRANE_ATTN_TERMS)}"
+            )
+        if self.image_score_mode not in CRANE_SCORE_MODES:
+            raise ConfigError(
+                f"crane image_score_mode must be one of {', '.join(CRANE_SCORE_MODES)}, "
+                f"not {self.image_score_mode!r}"
+            )
+        if self.final_attn not in CRANE_FINAL_ATTN:
+            raise ConfigError(f"crane final_attn must be none or rcs, not {self.final_attn!r}")
+        for key in ("temperature", "gamma"):
+            if not float(getattr(self, key)) > 0:
+                raise ConfigError(f"crane {key} must be > 0, got {getattr(self, key)}")
+        if float(self.sigma) < 0:
+            raise ConfigError(
+                f"crane sigma (the map's Gaussian blur) must be >= 0, got {self.sigma}"
+            )
+        if not 0.0 <= float(self.rcs["lam"]) <= 1.0 or not float(self.rcs["tau"]) > 0:
+            raise ConfigError(f"crane rcs needs lam in [0, 1] and tau > 0, got {self.rcs}")
+        if not 0.0 <= float(self.fusion_alpha) <= 1.0:
+            raise ConfigError(f"crane fusion_alpha must be in [0, 1], got {self.fusion_alpha}")
+        samples, sigma = int(self.bayes["samples"]), self.bayes_sigma
+        if samples < 0:
+            raise ConfigError(f"crane bayes samples must be >= 0, got {samples}")
+        if samples == 0 and float(self.fusion_alpha) > 0:
+            raise ConfigError(
+                f"crane fusion_alpha {self.fusion_alpha} mixes in the Bayes path, which "
+                "bayes.samples: 0 turns off; set fusion_alpha: 0 or samples >= 2"
+            )
+        if samples == 1 and sigma > 0:
+            raise ConfigError("crane bayes: one sample has no std; use samples >= 2 (or 0: off)")
+
+    def visual_view(self, model: str, backbones: Mapping[str, dict]) -> tuple[str, dict]:
+        depth = REGISTRY[model].n_taps
+        start = depth // 4 if self.eattn_from is None else self.eattn_from
+        options: dict[str, Any] = {
+            "attn_type": "+".join(t for t in CRANE_ATTN_TERMS if t in self.attn_type.split("+")),
+            "eattn_from": _block(start, depth, "eattn_from", beyond=True),
+            "taps": list(resolve_layers(model, self.taps)),
+            "dino": None,
+            "rcs": None,
+        }
+        if self.final_attn == "rcs":
+            if options["eattn_from"] >= depth:
+                raise ConfigError(
+                    f"crane final_attn rcs replaces the last refined block, but eattn_from "
+                    f"{self.eattn_from} starts none of the {depth} blocks"
+                )
+            layers = sorted(_block(i, depth, "rcs layer") for i in self.rcs["layers"])
+            if not layers or len(set(layers)) != len(layers):
+                raise ConfigError(
+                    f"crane rcs layers {self.rcs['layers']} must name distinct blocks"
+                )
+            options["rcs"] = {
+                "lam": float(self.rcs["lam"]), "tau": float(self.rcs["tau"]), "layers": layers
+            }  # fmt: skip
+        if self.dino is not None:
+            entry = backbones.get(self.dino)
+            if entry is None:
+                raise ConfigError(
+                    f"crane dino {self.dino!r} is not defined under backbones: "
+                    f"(defined: {', '.join(backbones)})"
+                )
+            spec = REGISTRY.get(entry["model"])
+            if spec is None or spec.family != "vit" or "dinov2" not in spec.library_name:
+                raise ConfigError(
+                    f"crane dino {self.dino!r} is {entry['model']}, not a DINOv2 model "
+                    f"(dinov2_vitb14, dinov2_vitb14_reg4)"
+                )
+            options["dino"] = {
+                "model": entry["model"],
+                "weights": str(entry.get("weights", "pretrained")),
+                "seed": int(entry.get("seed", 0)),
+                "beta": float(self.beta),
+                "gamma": float(self.gamma),
+            }
+        return crane_view_name(options), options
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        # The resolved taps, eattn_from and DINO weights come from the score table.
+        rcs, samples = self.final_attn == "rcs", int(self.bayes["samples"])
+        return {
+            "prompts": self.prompts,
+            "attn_type": self.attn_type,
+            "dino": self.dino,
+            "dattn_beta": float(self.beta) if self.dino else None,
+            "dattn_gamma": float(self.gamma) if self.dino else None,
+            "final_attn": self.final_attn,
+            "rcs_lam": float(self.rcs["lam"]) if rcs else None,
+            "rcs_tau": float(self.rcs["tau"]) if rcs else None,
+            "rcs_layers": ",".join(str(i) for i in self.rcs["layers"]) if rcs else None,
+            "image_score_mode": self.image_score_mode,
+            "temperature": float(self.temperature),
+            "map_sigma": float(self.sigma),
+            "soft_mean": bool(self.soft_mean),
+            "bayes_samples": samples,
+            "bayes_sigma": self.bayes_sigma if samples else None,
+            "bayes_seed": self.bayes["seed"] if samples else None,
+            "fusion_alpha": float(self.fusion_alpha),
+        }
+
+
 PARAMS: dict[str, type[Params]] = {
     "patchcore": PatchCoreParams,
     "padim": PadimParams,
     "classifier": ClassifierParams,
     "cascade": CascadeParams,
     "winclip": WinClipParams,
+    "crane": CraneParams,
 }
 # The kind registry: name -> "module:Class" of the implementation (imported by jobs only).
 KINDS: dict[str, str] = {name: cls.implementation for name, cls in PARAMS.items()}

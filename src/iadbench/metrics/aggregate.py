@@ -28,6 +28,8 @@ INFO_COLS = (
 DECISION_COLS = (
     "accuracy", "precision", "recall", "f1", "heatmap_call_rate", "ece", "ece_uncalibrated"
 )  # fmt: skip
+# Spread over a method's prompt samples (Crane's Bayes path), averaged over categories too.
+VARIANCE_COLS = ("score_std_mean", "score_std_max", "map_std_mean")
 MACRO, MICRO = "macro_mean", "micro"
 
 
@@ -43,7 +45,7 @@ def macro_mean(rows: pd.DataFrame, metric_cols: Iterable[str]) -> dict[str, floa
 
 def _metric_cols(df: pd.DataFrame) -> list[str]:
     """The metric columns present (provenance columns may be numeric too: they are not metrics)."""
-    named = [c for c in (*METRIC_COLS, *DECISION_COLS) if c in df.columns]
+    named = [c for c in (*METRIC_COLS, *DECISION_COLS, *VARIANCE_COLS) if c in df.columns]
     return named + [c for c in df.columns if c.startswith("ece_") and c not in named]
 
 

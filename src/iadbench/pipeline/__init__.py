@@ -20,6 +20,7 @@ _MODULE_OF = {
     "make_visual": "clip",
     "make_windows": "clip",
     "make_manifest": "data",
+    "make_noisy_text": "clip",
     "collect_sweeps": "evaluation",
     "compute_metrics": "evaluation",
     "cross_summary": "evaluation",
@@ -33,6 +34,7 @@ _MODULE_OF = {
     "score_method": "models",
     "train_method": "models",
     "collect_timings": "timings",
+    "variance_analysis": "variance",
 }
 
 __all__ = sorted(_MODULE_OF)

@@ -29,14 +29,28 @@ def make_visual(
     view: str,
     out: str | Path,
     device: str = "auto",
+    options: Mapping[str, Any] | None = None,
 ) -> None:
-    """CLS embeddings (+ patch tokens of the view's blocks) of one (category, split)."""
-    from iadbench.clip.cache import save_arrays, visual_identity
-    from iadbench.clip.outputs import encode_visual, image_batches, load_encoder, parse_view
+    """CLS embeddings (+ patch tokens of the view's blocks) of one (category, split).
 
+    A Crane view (``crane-<hash>``) comes with its resolved ``options`` and holds the refined
+    path's projected tokens at the taps instead (:func:`iadbench.clip.outputs.encode_crane`).
+    """
+    from iadbench.clip.cache import save_arrays, view_identity
+    from iadbench.clip.outputs import (
+        encode_crane,
+        encode_visual,
+        image_batches,
+        load_encoder,
+        load_guide,
+        parse_view,
+    )
+    from iadbench.methods.kinds import crane_view_name
+
+    if options is not None and view != crane_view_name(options):
+        raise CacheError(f"view {view!r} is not that of the options {dict(options)}")
     rows = _rows(manifest, category, split)
     encoder = load_encoder(backbone_cfg, device)
-    token_path, blocks = parse_view(view)
     batches = image_batches(
         rows["image_path"].tolist(),
         geometry,
@@ -44,14 +58,19 @@ def make_visual(
         int(backbone_cfg.get("batch_size", 16)),
         f"clip {backbone_cfg['model']} {category}/{split} {view}",
     )
-    arrays = encode_visual(encoder, batches, token_path, blocks)
     meta = {
-        "identity": visual_identity(backbone_cfg, geometry, f"visual-{view}"),
-        "grid": list(encoder.grid),
-        "blocks": list(blocks),
+        "identity": view_identity(backbone_cfg, geometry, f"visual-{view}", options),
         "category": category,
         "split": split,
     }
+    if options is None:
+        token_path, blocks = parse_view(view)
+        arrays = encode_visual(encoder, batches, token_path, blocks)
+        meta.update(grid=list(encoder.grid), blocks=list(blocks))
+    else:
+        guide = None if options["dino"] is None else load_guide(options["dino"], device)
+        arrays, sources = encode_crane(encoder, batches, options, guide)
+        meta.update(grid=list(arrays["tokens"].shape[2:4]), sources=sources)
     save_arrays(out, {"sample_id": rows["sample_id"].to_numpy(str), **arrays}, meta)
 
 
@@ -113,16 +132,55 @@ def make_text(
     save_arrays(out, arrays, meta)
 
 
+def make_noisy_text(
+    encoder_cfg: Mapping[str, Any],
+    prompts: str | Mapping,
+    class_name: str,
+    samples: int,
+    sigma: float,
+    seed: int,
+    out: str | Path,
+    device: str = "auto",
+) -> None:
+    """R noisy prototype pairs (R, 2, D) of a prompt set filled with ``class_name``: the Bayes
+    path's text side (:func:`iadbench.clip.bayes.noisy_prototypes`, unit sentences averaged)."""
+    from iadbench.clip.bayes import noisy_prototypes
+    from iadbench.clip.cache import noisy_identity, save_arrays
+    from iadbench.clip.outputs import load_encoder
+    from iadbench.clip.prompts import sentences
+
+    if not sigma > 0 or samples < 2:
+        raise CacheError(
+            f"noisy prototypes need sigma > 0 and >= 2 samples, not {sigma}, {samples}"
+        )
+    normal, anomalous = sentences(prompts, class_name)
+    encoder = load_encoder(encoder_cfg, device)
+    draws = noisy_prototypes(encoder, normal, anomalous, samples, sigma, seed, normalize_each=True)
+    arrays = {
+        "prototypes": draws.float().cpu().numpy(),
+        "normal_sentences": np.array(normal),
+        "anomalous_sentences": np.array(anomalous),
+    }
+    meta = {"identity": noisy_identity(encoder_cfg, samples, sigma, seed), "class_name": class_name}
+    save_arrays(out, arrays, meta)
+
+
 def cached_outputs(
     files: Mapping[str, str],
     needs_inputs,
     backbone_cfg: Mapping[str, Any],
     geometry: Mapping[str, Any],
     sample_ids: list[str],
+    view_options: Mapping[str, Any] | None = None,
+    noisy_text: tuple[int, float, int] | None = None,
 ) -> dict[str, dict]:
     """The CLIP files a score job reads, checked against its config and put in ``sample_ids``
-    order: ``{"visual": {...}, "windows": {...}, "text": {...}}`` (arrays plus ``meta``)."""
-    from iadbench.clip.cache import encoder_identity, load_arrays, visual_identity
+    order: ``{"visual": {...}, "windows": {...}, "text": {...}}`` (arrays plus ``meta``).
+
+    ``view_options``: those of a kind's own visual view (Crane's); ``noisy_text``: the draw
+    ``(R, σ, seed)`` of ``files["noisy_text"]``, read as ``"noisy_text"``.
+    """
+    from iadbench.clip.cache import encoder_identity, load_arrays, noisy_identity, view_identity
 
     out: dict[str, dict] = {}
     for key in ("visual", "windows"):
@@ -130,7 +188,8 @@ def cached_outputs(
             continue
         source = Path(files[key])
         what = source.stem  # "visual-<view>" or "windows-<sizes>"
-        arrays, meta = load_arrays(source, visual_identity(backbone_cfg, geometry, what))
+        options = view_options if key == "visual" else None
+        arrays, meta = load_arrays(source, view_identity(backbone_cfg, geometry, what, options))
         stored = list(arrays.pop("sample_id"))
         if sorted(stored) != sorted(sample_ids):
             raise CacheError(f"{source}: its images are not the {len(sample_ids)} being scored")
@@ -140,4 +199,8 @@ def cached_outputs(
     if "text" in needs_inputs:
         arrays, meta = load_arrays(files["text"], encoder_identity(backbone_cfg, visual=False))
         out["text"] = {**arrays, "meta": meta}
+    if noisy_text is not None:
+        expect = noisy_identity(backbone_cfg, *noisy_text)
+        arrays, meta = load_arrays(files["noisy_text"], expect)
+        out["noisy_text"] = {**arrays, "meta": meta}
     return out

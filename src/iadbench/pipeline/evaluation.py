@@ -23,8 +23,11 @@ from iadbench.metrics.operating import at_threshold, threshold_max_f1
 
 log = logging.getLogger(__name__)
 # Provenance a kind without fitted state writes into its score table (one value per table): the
-# CLIP methods' class name, encoder model and weights.
-TABLE_PROVENANCE = ("class_name", "backbone_model", "weights")
+# CLIP methods' class name, encoder model and weights; Crane's resolved taps, first refined block
+# and DINOv2 weights.
+TABLE_PROVENANCE = (
+    "class_name", "backbone_model", "weights", "taps", "eattn_from", "dino_weights"
+)  # fmt: skip
 
 
 def ground_truth(
@@ -135,7 +138,9 @@ def compute_metrics(
     Every row gets the operating point of :func:`operating_point`; score tables with a
     ``route`` column add ``heatmap_call_rate``; kinds whose scores are probabilities add their
     ``ece`` (15 bins), ``ece_uncalibrated`` when the table keeps the raw logit ``margin``, and
-    ``ece_<x>`` for each probability column ``p_<x>`` (e.g. a cascade's two routes).
+    ``ece_<x>`` for each probability column ``p_<x>`` (e.g. a cascade's two routes); score
+    tables with per-image ``score_std``/``map_std_mean`` (prompt sampling) add
+    ``score_std_mean``, ``score_std_max`` and ``map_std_mean``.
     """
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
@@ -169,6 +174,10 @@ def compute_metrics(
         result["ece_uncalibrated"] = ece(expit(table["margin"].to_numpy()), labels)
     for column in (c for c in table.columns if c.startswith("p_")):
         result[f"ece_{column[2:]}"] = ece(table[column].to_numpy(), labels)
+    if "score_std" in table.columns:  # spread over prompt samples (see report.variance)
+        result["score_std_mean"] = float(table["score_std"].mean())
+        result["score_std_max"] = float(table["score_std"].max())
+        result["map_std_mean"] = float(table["map_std_mean"].mean())
     if described := {c: str(table[c].iloc[0]) for c in TABLE_PROVENANCE if c in table.columns}:
         provenance = {**provenance, "describe": {**provenance.get("describe", {}), **described}}
     result = {"metrics": result, **provenance}

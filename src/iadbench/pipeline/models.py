@@ -30,12 +30,14 @@ def method_inputs(
     dataset_cfg: dict,
     category: str,
     split: str,
+    view_options: Mapping | None = None,
 ):
     """The :class:`~iadbench.methods.base.MethodInputs` of one (category, split).
 
     ``files`` holds the job's input files by name: ``manifest``, ``npy``/``index`` (features),
-    ``visual``/``windows``/``text`` (cached CLIP outputs, score jobs only) and ``uses_<role>``
-    (score tables of the methods this one uses).
+    ``visual``/``windows``/``text``/``noisy_text`` (cached CLIP outputs, score jobs only) and
+    ``uses_<role>`` (score tables of the methods this one uses). ``view_options``: those of the
+    kind's own visual view, which its cached file must have been made with.
     """
     from iadbench.methods.base import MethodInputs
 
@@ -64,7 +66,13 @@ def method_inputs(
         from iadbench.pipeline.clip import cached_outputs
 
         cached = cached_outputs(
-            files, needs.inputs & set(files), backbone_cfg, dataset_cfg, list(index["sample_id"])
+            files,
+            needs.inputs & set(files),
+            backbone_cfg,
+            dataset_cfg,
+            list(index["sample_id"]),
+            view_options,
+            needs.noisy_text,
         )
     return MethodInputs(index, None, scores, rows, dataset_cfg, backbone_cfg, cached)
 
@@ -152,12 +160,15 @@ def score_method(
     scores_out: str | Path,
     maps_out: str | Path,
     device: str = "auto",
+    view_options: Mapping | None = None,
 ) -> pd.DataFrame:
     """Score one (category, split): ``scores.parquet`` (one row per image) + ``maps.npy``."""
     from iadbench.methods import build_method
 
     method = build_method(method_cfg, device=device)
-    inputs = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, split)
+    inputs = method_inputs(
+        method_cfg, files, backbone_cfg, dataset_cfg, category, split, view_options
+    )
     crop = Geometry.from_config(dataset_cfg).crop
     state = files.get("state")
     scores, maps, *extra = method.score(Path(state) if state else None, inputs, (crop, crop))

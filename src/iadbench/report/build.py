@@ -32,6 +32,7 @@ from .references import comparison_blocks, load_references
 from .summary import family, fpr_limits, load_summary, rows
 from .tables import category_table, headline_tables, provenance_table, seed_table
 from .timings import add_timings_section, load_timings
+from .variance import add_variance_section
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def build_report(
     ``{"gate": ..., "heatmap": ...}``) with ``sweeps_csv`` (``cascade_sweep.csv``) adds the
     cascade section. Latency is opt-in, so its absence is only called out when a cascade is
     reported (whose point is speed). ``timings_csv`` (``timings.csv``) adds "Time by stage".
+    Results with prompt sampling (``score_std_mean`` in the summary) add "Prompt-sampling
+    variance", with a histogram per score item that holds the per-image spread.
     Returns the figure names and section titles.
     """
     start = time.perf_counter()
@@ -99,6 +102,7 @@ def build_report(
         skipped += add_cascade_section(page, summary, score_items, cascades, sweeps, latency)
     elif sweeps_csv is not None:
         skipped.append("Cascade: cascade_sweep.csv given but no cascade methods named.")
+    add_variance_section(page, summary, score_items)  # only methods that sample their prompts
     skipped += _settings(page, summary)
     if cross_domain_csv is not None:
         _cross_domain(page, xd.load_cross_domain(cross_domain_csv))

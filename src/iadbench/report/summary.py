@@ -31,7 +31,8 @@ METRICS = (
 # describe() adds (backbone, fusion, bank, train_on...), read generically.
 NOT_CONFIG = frozenset(
     {"dataset", "method", "category", "average", "grid", "seed", "fpr_limit", "eval_height",
-     "eval_width", "n_images", "n_anomalous", "n_normal", "n_pixel_images"}
+     "eval_width", "n_images", "n_anomalous", "n_normal", "n_pixel_images", "score_std_mean",
+     "score_std_max", "map_std_mean"}
 )  # fmt: skip
 
 
