@@ -56,9 +56,9 @@ def run_ours(cores: int, size: int, categories: list[str]) -> float:
     work = Path(tempfile.mkdtemp(prefix="bench-grid-"))
     (work / "config.yaml").write_text(yaml.safe_dump(grid_config(size, categories)))
     cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-        str(work), "--configfile", str(work / "config.yaml"), "--cores", str(cores),
-        "--resources", "gpu=1", "results/summary/metrics.csv",
+        sys.executable, "-m", "snakemake", "results/summary/metrics.csv", "-s",
+        str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
+        str(work / "config.yaml"), "--cores", str(cores), "--resources", "gpu=1",
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)

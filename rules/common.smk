@@ -251,7 +251,8 @@ def fit_inputs(wildcards):
 
 
 def train_inputs(wildcards):
-    """A train-set training reads every category of its train set (features when needed)."""
+    """A train-set training reads every category of its train set (features, or the text
+    embeddings of each category's class name, when the kind needs them)."""
     spec = config["train_sets"][wildcards.train_set]
     inputs = {"manifest": path(MANIFEST, dataset=spec["dataset"])}
     if "features" in NEEDS[wildcards.method].inputs:
@@ -261,6 +262,11 @@ def train_inputs(wildcards):
         ]
         inputs["npy"] = [f["npy"] for f in files]
         inputs["index"] = [f["index"] for f in files]
+    if "text" in NEEDS[wildcards.method].inputs:
+        inputs["text"] = [
+            clip_files(wildcards.method, spec["dataset"], c, spec["split"])["text"]
+            for c in train_set_categories(wildcards.train_set)
+        ]
     return inputs
 
 
@@ -271,6 +277,15 @@ def train_params(wildcards):
         **spec,
         "categories": train_set_categories(wildcards.train_set),
         "geometry": geometry(spec["dataset"]),
+    }
+
+
+def trained_models():
+    """method -> its trained model folder, for every method trained on a train set."""
+    return {
+        m: path(TRAINED, method=m, train_set=config["methods"][m]["train_on"])
+        for m in METHODS
+        if NEEDS[m].training == "train_set"
     }
 
 

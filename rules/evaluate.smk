@@ -183,6 +183,7 @@ rule report:
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
         manifests=manifest_files(),
+        models=lambda wc: list(trained_models().values()),
         references=os.path.join(workflow.basedir, "config", "references.yaml"),
     output:
         html=REPORT_HTML,
@@ -200,6 +201,7 @@ rule report:
     params:
         score_items=report_items,
         cascades=lambda wc: {m: config["methods"][m]["uses"] for m in METHODS if is_cascade(m)},
+        trained_models=lambda wc: trained_models(),
         title="iadbench results",
     script:
         "../workflow/scripts/report.py"

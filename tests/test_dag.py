@@ -20,6 +20,7 @@ CONFIGS = [
     "config/examples/experiments.yaml",
     "config/examples/zero_shot.yaml",
     "config/examples/crane.yaml",
+    "config/examples/fe_clip_cross.yaml",
 ]
 
 

@@ -82,7 +82,7 @@ def test_unknown_parameters_and_bad_kinds_are_refused():
     with pytest.raises(ConfigError, match="cannot import"):
         params_of({"kind": "no_such_module:Params"})
     with pytest.raises(ConfigError, match="unknown kind"):
-        params_of({"kind": "fe_clip"})
+        params_of({"kind": "no_such_kind"})
     with pytest.raises(ConfigError, match="Params dataclass"):
         params_of({"kind": "pathlib:Path"})
 

@@ -16,5 +16,6 @@ with logged(sm.log[0]):
         sweeps_csv=sm.input.get("sweeps"),
         timings_csv=sm.input.get("timings"),
         cascades=sm.params.cascades,
+        trained_models=sm.params.trained_models,
         title=sm.params.get("title", "iadbench results"),
     )

@@ -11,7 +11,12 @@ with logged(sm.log[0]):
         sm.params.backbone,
         sm.wildcards.train_set,
         sm.params.train_set,
-        {"manifest": sm.input.manifest, "npy": sm.input.get("npy"), "index": sm.input.get("index")},
+        {
+            "manifest": sm.input.manifest,
+            "npy": sm.input.get("npy"),
+            "index": sm.input.get("index"),
+            "text": sm.input.get("text"),
+        },
         sm.output.state,
         sm.params.resume_root,
         device=sm.params.device,

@@ -623,6 +623,157 @@ class CraneParams(Params):
         }
 
 
+ADAPTER_MAPS = ("prob", "logit_margin")
+LFS_STATS = ("signed", "abs", "power")  # as iadbench.clip.adapters (torch) spells them
+
+
+def _check_taps(kind: str, taps: Any) -> None:
+    if taps is None or (isinstance(taps, str) and taps.startswith("last")):
+        return
+    if not isinstance(taps, list) or not taps or len(set(taps)) != len(taps):
+        raise ConfigError(f"{kind} taps must be distinct block indices or 'lastN', got {taps!r}")
+    if any(isinstance(t, bool) or not isinstance(t, int) for t in taps):
+        raise ConfigError(f"{kind} taps must be integers, got {taps!r}")
+
+
+@dataclass(frozen=True)
+class LearnedClipParams(Params):
+    """What the trained CLIP kinds share: prompts, taps, the loss weights and the training loop.
+
+    Trained once on a ``train_sets:`` entry (``train_on``): images, masks and the text
+    prototypes of each training category's class name; scored on any dataset with its own.
+    """
+
+    kind_name: ClassVar[str] = ""
+
+    prompts: str = "april_gan"
+    class_name: str = "auto"
+    taps: list | str | None = None
+    temperature: float | str = 0.07
+    smooth_sigma: float = 0.0
+    focal_weight: float = 1.0
+    dice_weight: float = 1.0
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 0.001
+    betas: list = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    amp: bool = True
+
+    def needs(self) -> Needs:
+        return Needs(frozenset({"images", "text"}), "train_set", prompts=self.prompts)
+
+    def check(self) -> None:
+        kind = self.kind_name
+        if self.class_name not in ("auto", "object"):
+            raise ConfigError(f"{kind} class_name must be auto or object, not {self.class_name!r}")
+        _check_taps(kind, self.taps)
+        if self.temperature != "learned" and (
+            isinstance(self.temperature, (str, bool)) or not float(self.temperature) > 0
+        ):
+            raise ConfigError(
+                f"{kind} temperature must be a number > 0 or 'learned', got {self.temperature!r}"
+            )
+        for key in ("smooth_sigma", "focal_weight", "dice_weight"):
+            if float(getattr(self, key)) < 0:
+                raise ConfigError(f"{kind} {key} must be >= 0, got {getattr(self, key)}")
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        # Per-seed outcomes (the final loss) stay in state.json: seeds must group in the report.
+        return {
+            "weights": state.get("weights"),
+            "prompts": self.prompts,
+            "class_name": self.class_name,
+            "taps": ",".join(str(b) for b in state.get("taps", [])),
+            "temperature": self.temperature,
+            "smooth_sigma": float(self.smooth_sigma),
+            "focal_weight": float(self.focal_weight),
+            "dice_weight": float(self.dice_weight),
+            "epochs": int(self.epochs),
+            "batch_size": int(self.batch_size),
+            "lr": float(self.lr),
+            "betas": ",".join(f"{float(b):g}" for b in self.betas),
+            "amp": bool(self.amp),
+            "train_categories": ",".join(state.get("train_categories", [])),
+        }
+
+
+@dataclass(frozen=True)
+class AprilGanParams(LearnedClipParams):
+    """APRIL-GAN (METHODS §2.2): one trainable linear layer per tap on raw residual tokens.
+
+    ``taps`` null = the backbone's registry blocks (6/12/18/24 of ViT-L, 1-indexed); the map is
+    the sum over taps of each tap's two-class softmax against the text prototypes at
+    ``temperature`` 0.01 (CLIP's scale 100); the image score is plain zero-shot CLIP (no
+    training reaches it). Loss: focal + dice per tap, summed. Adam, lr 1e-3, betas (0.5, 0.999),
+    batch 8, 3 epochs (the MVTec AD -> VisA recipe; 15 for VisA -> MVTec AD).
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.april_gan:AprilGan"
+    kind_name: ClassVar[str] = "april_gan"
+
+    temperature: float | str = 0.01
+    epochs: int = 3
+    betas: list = dataclasses.field(default_factory=lambda: [0.5, 0.999])
+
+
+@dataclass(frozen=True)
+class FeClipParams(LearnedClipParams):
+    """FE-CLIP (METHODS §3): FFE + LFS adapters fused into the residual stream at ``taps``.
+
+    ``lam``: the fusion weight λ (``lambda`` is a Python keyword); ``P``/``Q``: FFE and LFS
+    window sides; ``lfs_stat``: the statistic of the Q×Q DCT coefficients; ``fc_lr_mult``:
+    ``fc_patch``'s lr as a factor of ``lr`` (0 = CLIP's own projection, frozen); ``map``: each
+    tap's softmax probability or logit margin, averaged over taps; ``cls_weight``: the image
+    loss's weight. Defaults: the paper's (λ 0.1, P = Q = 3, Adam 5e-4, 9 epochs, batch 16) and,
+    where it is silent, the seed reproduction's best (taps 15/18/21/23 of 24 = [-9, -6, -3, -1],
+    signed LFS mean, fc lr / 100, fixed τ 0.07).
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.fe_clip:FeClip"
+    kind_name: ClassVar[str] = "fe_clip"
+
+    taps: list | str | None = dataclasses.field(default_factory=lambda: [-9, -6, -3, -1])
+    lam: float = 0.1
+    P: int = 3
+    Q: int = 3
+    lfs_stat: str = "signed"
+    fc_lr_mult: float = 0.01
+    map: str = "prob"
+    cls_weight: float = 1.0
+    epochs: int = 9
+    batch_size: int = 16
+    lr: float = 0.0005
+
+    def check(self) -> None:
+        super().check()
+        if self.taps is None:
+            raise ConfigError("fe_clip taps must name the adapted blocks (e.g. [-9, -6, -3, -1])")
+        if not 0.0 <= float(self.lam) <= 1.0:
+            raise ConfigError(f"fe_clip lam must be in [0, 1], got {self.lam}")
+        for key in ("P", "Q"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"fe_clip {key} must be >= 1, got {getattr(self, key)}")
+        if self.lfs_stat not in LFS_STATS:
+            raise ConfigError(f"fe_clip lfs_stat must be one of {', '.join(LFS_STATS)}")
+        if self.map not in ADAPTER_MAPS:
+            raise ConfigError(f"fe_clip map must be one of {', '.join(ADAPTER_MAPS)}")
+        for key in ("fc_lr_mult", "cls_weight"):
+            if float(getattr(self, key)) < 0:
+                raise ConfigError(f"fe_clip {key} must be >= 0, got {getattr(self, key)}")
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {
+            **super().describe(state),
+            "lam": float(self.lam),
+            "P": int(self.P),
+            "Q": int(self.Q),
+            "lfs_stat": self.lfs_stat,
+            "fc_lr_mult": float(self.fc_lr_mult),
+            "map": self.map,
+            "cls_weight": float(self.cls_weight),
+        }
+
+
 PARAMS: dict[str, type[Params]] = {
     "patchcore": PatchCoreParams,
     "padim": PadimParams,
@@ -630,6 +781,8 @@ PARAMS: dict[str, type[Params]] = {
     "cascade": CascadeParams,
     "winclip": WinClipParams,
     "crane": CraneParams,
+    "april_gan": AprilGanParams,
+    "fe_clip": FeClipParams,
 }
 # The kind registry: name -> "module:Class" of the implementation (imported by jobs only).
 KINDS: dict[str, str] = {name: cls.implementation for name, cls in PARAMS.items()}

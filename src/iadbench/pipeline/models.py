@@ -121,11 +121,14 @@ def train_method(
     method = build_method(method_cfg, device=device)
     categories = list(train_set["categories"])
     npys, indexes = list(files.get("npy") or []), list(files.get("index") or [])
+    texts = list(files.get("text") or [])
     parts = []
     for i, category in enumerate(categories):
         part_files = {"manifest": files["manifest"]}
         if npys:
             part_files.update(npy=npys[i], index=indexes[i])
+        if texts:
+            part_files["text"] = texts[i]
         parts.append(
             method_inputs(
                 method_cfg,

@@ -32,6 +32,7 @@ from .references import comparison_blocks, load_references
 from .summary import family, fpr_limits, load_summary, rows
 from .tables import category_table, headline_tables, provenance_table, seed_table
 from .timings import add_timings_section, load_timings
+from .training import add_training_section
 from .variance import add_variance_section
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def build_report(
     sweeps_csv: str | Path | None = None,
     cascades: Mapping[str, Mapping[str, str]] | None = None,
     timings_csv: str | Path | None = None,
+    trained_models: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_html`` (self-contained) and every figure as a PNG in ``png_dir``.
 
@@ -68,7 +70,8 @@ def build_report(
     reported (whose point is speed). ``timings_csv`` (``timings.csv``) adds "Time by stage".
     Results with prompt sampling (``score_std_mean`` in the summary) add "Prompt-sampling
     variance", with a histogram per score item that holds the per-image spread.
-    Returns the figure names and section titles.
+    ``trained_models`` (method -> its trained model folder) adds "Trained methods": the
+    cross-dataset table and the loss curves. Returns the figure names and section titles.
     """
     start = time.perf_counter()
     summary = load_summary(summary_csv)
@@ -79,6 +82,7 @@ def build_report(
     skipped: list[str] = []
     page.intro.append(_intro(summary, summary_csv))
     _results(page, summary)
+    add_training_section(page, summary, trained_models)
     latency = load_latency(latency_csv) if latency_csv is not None else None
     if latency is not None:
         add_latency_section(page, summary, latency)

@@ -64,6 +64,7 @@ class TrainConfig:
 
     ``amp`` asks for autocast + GradScaler, which the loop applies only on CUDA devices.
     ``schedule="cosine"`` anneals per optimiser step from ``lr`` to 0 over the whole run.
+    ``betas``: Adam/AdamW's moment decays (APRIL-GAN trains with 0.5, 0.999).
     """
 
     epochs: int = 10
@@ -74,6 +75,7 @@ class TrainConfig:
     schedule: str = "constant"
     seed: int = 0
     amp: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door, once
@@ -86,6 +88,13 @@ class TrainConfig:
         set_(self, "seed", _as_int("seed", self.seed, None))
         if not isinstance(self.amp, bool):
             raise _bad("amp", "true or false", self.amp)
+        betas = self.betas
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise _bad("betas", "two numbers in [0, 1)", betas)
+        betas = tuple(_as_float("betas", b, positive=False) for b in betas)
+        if not all(b < 1 for b in betas):
+            raise _bad("betas", "two numbers in [0, 1)", self.betas)
+        set_(self, "betas", betas)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> TrainConfig:
@@ -99,4 +108,4 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints and hashing)."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "betas": list(self.betas)}

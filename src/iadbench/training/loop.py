@@ -50,7 +50,9 @@ LOG_COLUMNS = ("epoch", "steps", "train_loss", "val_score", "lr", "seconds")
 OUTPUT_NAMES = ("last.pt", "best.pt", "loss_log.csv", "summary.json")
 CHECKPOINT_FORMAT = 1
 
-LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+# A loss function returns the scalar loss, or a mapping with it under "loss" plus named scalar
+# components (e.g. focal, dice) whose per-epoch means become ``loss_<name>`` log columns.
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | Mapping[str, torch.Tensor]]
 ValFn = Callable[[torch.nn.Module], float]
 
 
@@ -112,6 +114,7 @@ def _better(score: float, best_score: float | None, best_epoch: int | None) -> b
 
 def _write_loss_log(target: Path, rows: list[dict[str, Any]]) -> None:
     """CSV with full float precision (``repr``) so logs of two runs can be compared exactly."""
+    columns = list(LOG_COLUMNS) + [k for k in rows[0] if k not in LOG_COLUMNS]
 
     def cell(value: Any) -> str:
         if value is None:
@@ -121,9 +124,9 @@ def _write_loss_log(target: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_path(target) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(LOG_COLUMNS)
+            writer.writerow(columns)
             for row in rows:
-                writer.writerow([cell(row[c]) for c in LOG_COLUMNS])
+                writer.writerow([cell(row.get(c)) for c in columns])
 
 
 def _discard(path: Path, why: str) -> None:
@@ -171,10 +174,12 @@ def train_model(
     ``summary.json`` to ``out_dir``; return the summary.
 
     Seed the model initialisation before calling (see the module docstring). ``loss_fn(model,
-    batch)`` returns a scalar tensor; the batch's tensors are already on ``device``.
-    ``val_fn(model)`` (higher is better) runs after each epoch in eval mode under ``no_grad``;
-    with it the best epoch's weights go to ``best.pt`` (``selection="val"``), without it there is
-    no ``best.pt``, ``best_epoch`` is None and ``selection="last"``. Epochs are numbered from 0.
+    batch)`` returns a scalar tensor (or ``{"loss": total, <name>: component, ...}``, whose
+    components' epoch means are logged as ``loss_<name>`` columns); the batch's tensors are
+    already on ``device``. ``val_fn(model)`` (higher is better) runs after each epoch in eval
+    mode under ``no_grad``; with it the best epoch's weights go to ``best.pt``
+    (``selection="val"``), without it there is no ``best.pt``, ``best_epoch`` is None and
+    ``selection="last"``. Epochs are numbered from 0.
 
     ``resume_dir`` (see ``resume_dir_for``; None disables resuming) holds ``checkpoint.pt``,
     written after every epoch; a checkpoint with the same ``params_hash`` (and config) is resumed
@@ -242,6 +247,7 @@ def train_model(
             _seed_epoch(cfg.seed, epoch)
             model.train()
             loss_sum, epoch_steps, lr_used = 0.0, 0, optimizer.param_groups[0]["lr"]
+            parts_sum: dict[str, float] = {}
             for batch in _epoch_loader(data, cfg, epoch, pin=device.type == "cuda"):
                 batch = _to_device(batch, device)
                 step += 1
@@ -249,6 +255,11 @@ def train_model(
                 optimizer.zero_grad(set_to_none=True)
                 with autocast():
                     loss = loss_fn(model, batch)
+                if isinstance(loss, Mapping):
+                    for name, part in loss.items():
+                        if name != "loss":
+                            parts_sum[name] = parts_sum.get(name, 0.0) + float(part.detach())
+                    loss = loss["loss"]
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise TypeError("loss_fn must return a scalar tensor")
                 value = float(loss.detach())
@@ -288,6 +299,7 @@ def train_model(
                     "val_score": val_score,
                     "lr": float(lr_used),
                     "seconds": round(seconds, 3),
+                    **{f"loss_{k}": v / epoch_steps for k, v in parts_sum.items()},
                 }
             )
             bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4g}")

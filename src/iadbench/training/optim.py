@@ -15,16 +15,31 @@ from iadbench.training.config import TrainConfig
 SGD_MOMENTUM = 0.9
 
 
+def _groups(model: torch.nn.Module, lr: float) -> list[dict]:
+    """Trainable parameters, split by the model's optional ``lr_multipliers()``.
+
+    ``lr_multipliers()`` maps a parameter-name prefix to a factor of the base lr (FE-CLIP's
+    ``fc_patch`` at 1/100); parameters matching no prefix get the base lr.
+    """
+    mults = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
+    by_mult: dict[float, list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            mult = next((m for prefix, m in mults.items() if name.startswith(prefix)), 1.0)
+            by_mult.setdefault(float(mult), []).append(param)
+    return [{"params": ps, "lr": lr * m} for m, ps in sorted(by_mult.items(), reverse=True)]
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam / AdamW / SGD (momentum 0.9) over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    groups = _groups(model, cfg.lr)
+    if not groups:
         raise ValueError("model has no trainable parameters")
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=SGD_MOMENTUM, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=SGD_MOMENTUM, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(schedule: str, step: int, total_steps: int) -> float:

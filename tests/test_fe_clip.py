@@ -1,0 +1,112 @@
+"""FE-CLIP's adapters and the trained CLIP heads (tiny random CLIP, CPU, a few steps)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iadbench.clip.adapters import FFE, FrequencyAdapter, dct_matrix, window_dct
+from iadbench.clip.encoder import load_clip
+from iadbench.methods.april_gan import AprilGan
+from iadbench.methods.fe_clip import FeClip
+from iadbench.training import TrainConfig
+from iadbench.training.optim import build_optimizer
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_dct_matrix_is_orthonormal(n):
+    c = dct_matrix(n, torch.float64)
+    assert torch.allclose(c @ c.T, torch.eye(n, dtype=torch.float64), atol=1e-12)
+
+
+def test_ffe_with_identity_mlp_returns_its_input_cropping_included():
+    ffe = FFE(dim=5, p=3)
+    ffe.mlp = torch.nn.Identity()
+    grid = torch.randn(2, 7, 8, 5, dtype=torch.float64)  # neither side a multiple of 3
+    assert torch.allclose(ffe(grid), grid, atol=1e-12)
+
+
+def test_dct_of_a_constant_window_is_zero_but_dc():
+    grid = torch.full((1, 5, 5, 2), 3.0, dtype=torch.float64)
+    coeff = window_dct(grid, 3)  # (B, D, Q, Q, H, W)
+    assert torch.allclose(coeff[:, :, 0, 0], torch.full_like(coeff[:, :, 0, 0], 9.0))
+    rest = coeff.clone()
+    rest[:, :, 0, 0] = 0
+    assert rest.abs().max() < 1e-12
+
+
+def test_lambda_zero_adapter_is_the_identity():
+    grid = torch.randn(1, 4, 4, 8)
+    assert torch.equal(FrequencyAdapter(8, 3, 3, "signed", 0.0)(grid), grid)
+
+
+def tiny():
+    return load_clip("clip_tiny", "random", seed=0)
+
+
+def fe_clip(**cfg):
+    return FeClip({"kind": "fe_clip", "taps": [1, 3], "seed": 0, **cfg}, device="cpu")
+
+
+def test_lambda_zero_reproduces_the_frozen_encoders_tokens():
+    encoder = tiny()
+    head = fe_clip(lam=0.0).build(encoder)
+    images = torch.randn(2, 3, 64, 64)
+    x, grids = head.adapted(images)
+    frozen = encoder.encode_image(images, [1, 3], "raw")
+    for grid, ref in zip(grids, frozen.patches):
+        assert torch.equal(grid, ref)
+    v = encoder.visual
+    assert torch.equal((v.ln_post(x[:, 0]) @ v.proj), frozen.cls)
+
+
+def batch(n=4):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, 32, 32, generator=g)
+    masks = torch.zeros(n, 32, 32)
+    masks[::2, 8:20, 10:24] = 1.0
+    return images, masks, torch.zeros(n, dtype=torch.long)
+
+
+def protos(encoder):
+    return torch.nn.functional.normalize(torch.randn(1, 2, encoder.visual.proj.shape[1]), dim=-1)
+
+
+@pytest.mark.parametrize("method", [fe_clip(lam=0.5), AprilGan({"kind": "april_gan"}, "cpu")])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(method):
+    encoder = tiny()
+    head = method.build(encoder)
+    t = protos(encoder)
+    opt = build_optimizer(head, TrainConfig(lr=1e-3))
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        loss = method._loss(head, t, batch())["loss"]
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+def test_fc_lr_mult_zero_leaves_fc_patch_at_clips_projection():
+    encoder = tiny()
+    method = fe_clip(fc_lr_mult=0.0, lam=0.5)
+    head = method.build(encoder)
+    before = head.fc_patch.weight.detach().clone()
+    assert torch.equal(before, encoder.visual.proj.detach().T)
+    opt = build_optimizer(head, TrainConfig(lr=1e-2))
+    for _ in range(3):
+        opt.zero_grad()
+        method._loss(head, protos(encoder), batch())["loss"].backward()
+        opt.step()
+    assert torch.equal(head.fc_patch.weight, before)
+    assert any(not torch.equal(a, b) for a, b in zip(head.adapters.parameters(),
+               fe_clip(fc_lr_mult=0.0, lam=0.5).build(tiny()).adapters.parameters()))  # fmt: skip
+
+
+def test_the_loss_reports_its_components():
+    encoder = tiny()
+    method = fe_clip()
+    parts = method._loss(method.build(encoder), protos(encoder), batch())
+    assert set(parts) == {"loss", "focal", "dice", "cls"}
+    assert torch.allclose(parts["loss"], parts["focal"] + parts["dice"] + parts["cls"])
