@@ -68,3 +68,19 @@ def shared_mvtec() -> Path:
     if not (SHARED_MVTEC / "bottle").is_dir():
         pytest.skip(f"real MVTec AD data not found at {SHARED_MVTEC} (../shared is absent)")
     return SHARED_MVTEC
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The registered tiny CLIP (4 blocks, 8x8 grid at 64 px) with seeded random weights."""
+    from iadbench.clip.encoder import load_clip
+
+    return load_clip("clip_tiny", "random", seed=0)
+
+
+@pytest.fixture
+def images():
+    """Two normalised 64 px images for the tiny CLIP."""
+    import torch
+
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))

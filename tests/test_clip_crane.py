@@ -10,20 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from iadbench.clip import crane
-from iadbench.clip.encoder import load_clip
 from iadbench.errors import ConfigError
 
 TAU = 0.07
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip("clip_tiny", "random", seed=0)
-
-
-@pytest.fixture
-def images():
-    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
 
 
 def hand_softmax(row):

@@ -20,16 +20,6 @@ from iadbench.clip.winclip import window_indices
 from iadbench.errors import ConfigError, WeightsError
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip("clip_tiny", "random", seed=0)
-
-
-@pytest.fixture
-def images():
-    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-
-
 @pytest.fixture
 def offline_caches(tmp_path, monkeypatch):
     """Every weights cache (Hugging Face, torch hub, ~/.cache/clip) in empty tmp dirs."""

@@ -6,19 +6,8 @@ import pytest
 import torch
 
 from iadbench.clip import crane
-from iadbench.clip.encoder import load_clip
 from iadbench.clip.resclip import Rcs, mean_attention, rcs_attention
 from iadbench.errors import ConfigError
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_clip("clip_tiny", "random", seed=0)
-
-
-@pytest.fixture
-def images():
-    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
 
 
 def test_rcs_is_tau_times_the_lambda_mix_of_self_and_cross_attention():

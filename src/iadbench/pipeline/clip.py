@@ -20,6 +20,22 @@ def _rows(manifest: str | Path, category: str, split: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def _encoder_and_batches(manifest, category, split, backbone_cfg, geometry, device, what):
+    """The category's rows of one split, its CLIP encoder and the image batches to feed it."""
+    from iadbench.clip.outputs import image_batches, load_encoder
+
+    rows = _rows(manifest, category, split)
+    encoder = load_encoder(backbone_cfg, device)
+    batches = image_batches(
+        rows["image_path"].tolist(),
+        geometry,
+        encoder,
+        int(backbone_cfg.get("batch_size", 16)),
+        f"{what} {backbone_cfg['model']} {category}/{split}",
+    )
+    return rows, encoder, batches
+
+
 def make_visual(
     manifest: str | Path,
     category: str,
@@ -37,26 +53,13 @@ def make_visual(
     path's projected tokens at the taps instead (:func:`iadbench.clip.outputs.encode_crane`).
     """
     from iadbench.clip.cache import save_arrays, view_identity
-    from iadbench.clip.outputs import (
-        encode_crane,
-        encode_visual,
-        image_batches,
-        load_encoder,
-        load_guide,
-        parse_view,
-    )
+    from iadbench.clip.outputs import encode_crane, encode_visual, load_guide, parse_view
     from iadbench.methods.kinds import crane_view_name
 
     if options is not None and view != crane_view_name(options):
         raise CacheError(f"view {view!r} is not that of the options {dict(options)}")
-    rows = _rows(manifest, category, split)
-    encoder = load_encoder(backbone_cfg, device)
-    batches = image_batches(
-        rows["image_path"].tolist(),
-        geometry,
-        encoder,
-        int(backbone_cfg.get("batch_size", 16)),
-        f"clip {backbone_cfg['model']} {category}/{split} {view}",
+    rows, encoder, batches = _encoder_and_batches(
+        manifest, category, split, backbone_cfg, geometry, device, f"visual-{view}"
     )
     meta = {
         "identity": view_identity(backbone_cfg, geometry, f"visual-{view}", options),
@@ -86,19 +89,12 @@ def make_windows(
 ) -> None:
     """WinCLIP window embeddings of one (category, split), one array per window side."""
     from iadbench.clip.cache import save_arrays, visual_identity
-    from iadbench.clip.outputs import encode_window_sets, image_batches, load_encoder
+    from iadbench.clip.outputs import encode_window_sets
 
-    rows = _rows(manifest, category, split)
-    encoder = load_encoder(backbone_cfg, device)
-    sides = [int(s) for s in sizes.split("-")]
-    batches = image_batches(
-        rows["image_path"].tolist(),
-        geometry,
-        encoder,
-        int(backbone_cfg.get("batch_size", 16)),
-        f"windows {backbone_cfg['model']} {category}/{split} {sizes}",
+    rows, encoder, batches = _encoder_and_batches(
+        manifest, category, split, backbone_cfg, geometry, device, f"windows-{sizes}"
     )
-    arrays = encode_window_sets(encoder, batches, sides)
+    arrays = encode_window_sets(encoder, batches, [int(s) for s in sizes.split("-")])
     meta = {
         "identity": visual_identity(backbone_cfg, geometry, f"windows-{sizes}"),
         "grid": list(encoder.grid),
