@@ -27,7 +27,7 @@ ScoreFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def bayes_sigma(sigma: float | None = None, init_logstd: float | None = None) -> float:
-    """σ from ``sigma`` or ``init_logstd`` (its log; the seed's option name), not both."""
+    """σ from ``sigma`` or ``init_logstd`` (its log, the delivered system's name), not both."""
     if sigma is not None and init_logstd is not None:
         raise ConfigError("bayes: give sigma or init_logstd, not both")
     if init_logstd is not None:

@@ -62,7 +62,7 @@ def resolve_block(index: int, depth: int, what: str, beyond: bool = False) -> in
 
 
 def default_eattn_from(depth: int) -> int:
-    """The first block of the last three quarters, 0-based: 6 of 24, as the issue states.
+    """The first block of the last three quarters, 0-based: 6 of 24 (METHODS §12).
 
     Ambiguous: Crane's code refines the last 19 blocks (0-based 5 of 24); pass 5 for that.
     """
@@ -237,7 +237,7 @@ def crane_tokens(
     ``taps``: blocks whose refined tokens are read (``encoder.resolve_blocks``; default: the
     registry's, Crane's 6/12/18/24 of ViT-L). A tap before ``eattn_from`` reads the original
     path, which the refined one equals there. ``eattn_from`` (default ``depth // 4``, block 6 of
-    24 as the issue states; METHODS' "last 19 blocks" would be 5) may be >= depth: no refined
+    24; METHODS' "last 19 blocks" would be 5) may be >= depth: no refined
     block, the plain model. ``dino`` (B, h', w', C) switches D-Attn on at every tap (Crane+ uses
     only the last tap; pass ``taps=[-1]``); with ``dattn_with_eattn`` the E-Attn tokens are kept
     beside the D-Attn ones (Crane's ``both_eattn_dattn``). ``dattn_grid``: ``dino`` follows

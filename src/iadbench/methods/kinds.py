@@ -725,8 +725,8 @@ class FeClipParams(LearnedClipParams):
     ``fc_patch``'s lr as a factor of ``lr`` (0 = CLIP's own projection, frozen); ``map``: each
     tap's softmax probability or logit margin, averaged over taps; ``cls_weight``: the image
     loss's weight. Defaults: the paper's (λ 0.1, P = Q = 3, Adam 5e-4, 9 epochs, batch 16) and,
-    where it is silent, the seed reproduction's best (taps 15/18/21/23 of 24 = [-9, -6, -3, -1],
-    signed LFS mean, fc lr / 100, fixed τ 0.07).
+    where it is silent, a public reproduction's best (METHODS §3: taps 15/18/21/23 of 24 =
+    [-9, -6, -3, -1], signed LFS mean, fc lr / 100, fixed τ 0.07).
     """
 
     implementation: ClassVar[str] = "iadbench.methods.fe_clip:FeClip"
