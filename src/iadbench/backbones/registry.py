@@ -142,3 +142,15 @@ def resolve_layers(name: str, layers: list[int] | tuple[int, ...] | str | None) 
     if len(set(resolved)) != len(resolved):
         raise ConfigError(f"{where}: layers {list(layers)} name the same tap twice")
     return tuple(sorted(resolved))
+
+
+def resolve_block(index: int, depth: int, what: str, beyond: bool = False) -> int:
+    """One 0-based block index (negatives from the end) for a ``depth``-block model.
+
+    ``beyond`` lets an index >= depth through unchanged (an ``eattn_from`` that starts nothing).
+    """
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ConfigError(f"{what} {index!r} is not an integer")
+    if index < -depth or (index >= depth and not beyond):
+        raise ConfigError(f"{what} {index} outside {-depth}..{depth - 1} ({depth} blocks)")
+    return index + depth if index < 0 else index

@@ -10,7 +10,6 @@ gives the same samples on any device.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,25 +17,13 @@ import torch
 
 from iadbench.clip.encoder import ClipEncoder, prototypes, text_prototypes
 from iadbench.errors import ConfigError
+from iadbench.methods.kinds import BAYES_SIGMA as SIGMA
+from iadbench.methods.kinds import bayes_sigma
 
 SAMPLES = 8
-SIGMA = 0.001  # = exp(init_logstd), init_logstd = -6.907755
 SEED = 0
 
 ScoreFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def bayes_sigma(sigma: float | None = None, init_logstd: float | None = None) -> float:
-    """σ from ``sigma`` or ``init_logstd`` (its log, the delivered system's name), not both."""
-    if sigma is not None and init_logstd is not None:
-        raise ConfigError("bayes: give sigma or init_logstd, not both")
-    if init_logstd is not None:
-        value = math.exp(init_logstd)
-    else:
-        value = SIGMA if sigma is None else sigma
-    if not value >= 0.0 or math.isinf(value):
-        raise ConfigError(f"bayes: sigma {value} must be a finite number >= 0")
-    return float(value)
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from iadbench.backbones.registry import resolve_block
 from iadbench.clip.encoder import ClipEncoder
 from iadbench.clip.resclip import Rcs, mean_attention, rcs_attention
 from iadbench.clip.winclip import TEMPERATURE, anomaly_probability, upsample
@@ -47,18 +48,6 @@ def attn_terms(attn_type: str) -> tuple[str, ...]:
             f"attn_type {attn_type!r}: '+'-joined distinct terms out of {', '.join(ATTN_TERMS)}"
         )
     return tuple(t for t in ATTN_TERMS if t in terms)
-
-
-def resolve_block(index: int, depth: int, what: str, beyond: bool = False) -> int:
-    """A 0-based block index (negatives from the end) for a ``depth``-block model.
-
-    ``beyond`` lets an index >= depth through unchanged (an ``eattn_from`` that starts nothing).
-    """
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise ConfigError(f"{what} {index!r} is not an integer")
-    if index < -depth or (index >= depth and not beyond):
-        raise ConfigError(f"{what} {index} outside {-depth}..{depth - 1} ({depth} blocks)")
-    return index + depth if index < 0 else index
 
 
 def default_eattn_from(depth: int) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from iadbench.backbones.registry import REGISTRY, resolve_layers
+from iadbench.backbones.registry import REGISTRY, resolve_block, resolve_layers
 from iadbench.errors import ConfigError
 
 INPUTS = frozenset(
@@ -418,7 +418,21 @@ CRANE_FINAL_ATTN = ("none", "rcs")
 CRANE_RCS = {"lam": 0.3, "tau": 2.0, "layers": [5, 6, 7, 8]}  # ResCLIP's VOC21 config, §4.3
 # R and σ = exp(init_logstd) of the delivered system (METHODS §12.2); seed null: the entry's seed.
 CRANE_BAYES = {"samples": 8, "sigma": None, "seed": None, "init_logstd": None}
-BAYES_SIGMA = 0.001
+BAYES_SIGMA = 0.001  # = exp(init_logstd), init_logstd = -6.907755
+
+
+def bayes_sigma(sigma: float | None = None, init_logstd: float | None = None) -> float:
+    """σ of Crane's prompt noise from ``sigma`` or ``init_logstd`` (its log, the delivered
+    system's name), not both; 0.001 when neither is given."""
+    if sigma is not None and init_logstd is not None:
+        raise ConfigError("bayes: give sigma or init_logstd, not both")
+    if init_logstd is not None:
+        value = math.exp(init_logstd)
+    else:
+        value = BAYES_SIGMA if sigma is None else float(sigma)
+    if not 0.0 <= value < math.inf:
+        raise ConfigError(f"bayes: sigma {value} must be a finite number >= 0")
+    return value
 
 
 def crane_view_name(options: Mapping[str, Any]) -> str:
@@ -434,15 +448,6 @@ def _merged(name: str, given: Any, defaults: dict) -> dict:
     if unknown := sorted(set(given) - set(defaults)):
         raise ConfigError(f"crane {name}: unknown key(s) {unknown} (known: {', '.join(defaults)})")
     return {**copy.deepcopy(defaults), **given}
-
-
-def _block(index: Any, depth: int, what: str, beyond: bool = False) -> int:
-    """0-based block index, negatives from the end (as ``iadbench.clip.crane.resolve_block``)."""
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise ConfigError(f"crane {what} {index!r} is not an integer")
-    if index < -depth or (index >= depth and not beyond):
-        raise ConfigError(f"crane {what} {index} outside {-depth}..{depth - 1} ({depth} blocks)")
-    return index + depth if index < 0 else index
 
 
 @dataclass(frozen=True)
@@ -493,16 +498,8 @@ class CraneParams(Params):
 
     @property
     def bayes_sigma(self) -> float:
-        """σ of the prompt noise: ``sigma``, or exp(``init_logstd``), or 0.001."""
-        sigma, logstd = self.bayes["sigma"], self.bayes["init_logstd"]
-        if sigma is not None and logstd is not None:
-            raise ConfigError("crane bayes: give sigma or init_logstd, not both")
-        value = float(
-            math.exp(logstd) if logstd is not None else BAYES_SIGMA if sigma is None else sigma
-        )
-        if not 0.0 <= value < math.inf:
-            raise ConfigError(f"crane bayes: sigma {value} must be a finite number >= 0")
-        return value
+        """σ of the prompt noise (:func:`bayes_sigma`)."""
+        return bayes_sigma(self.bayes["sigma"], self.bayes["init_logstd"])
 
     def needs(self) -> Needs:
         samples, sigma = int(self.bayes["samples"]), self.bayes_sigma
@@ -558,7 +555,7 @@ class CraneParams(Params):
         start = depth // 4 if self.eattn_from is None else self.eattn_from
         options: dict[str, Any] = {
             "attn_type": "+".join(t for t in CRANE_ATTN_TERMS if t in self.attn_type.split("+")),
-            "eattn_from": _block(start, depth, "eattn_from", beyond=True),
+            "eattn_from": resolve_block(start, depth, "crane eattn_from", beyond=True),
             "taps": list(resolve_layers(model, self.taps)),
             "dino": None,
             "rcs": None,
@@ -569,7 +566,7 @@ class CraneParams(Params):
                     f"crane final_attn rcs replaces the last refined block, but eattn_from "
                     f"{self.eattn_from} starts none of the {depth} blocks"
                 )
-            layers = sorted(_block(i, depth, "rcs layer") for i in self.rcs["layers"])
+            layers = sorted(resolve_block(i, depth, "crane rcs layer") for i in self.rcs["layers"])
             if not layers or len(set(layers)) != len(layers):
                 raise ConfigError(
                     f"crane rcs layers {self.rcs['layers']} must name distinct blocks"
