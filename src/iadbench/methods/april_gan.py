@@ -31,9 +31,7 @@ class AprilGanHead(ClipHead):
     def forward(self, images: torch.Tensor, protos: torch.Tensor):
         out = self.encoder.encode_image(images, list(self.taps), "raw")  # no_grad: frozen
         taps = [self.two_class(lin(t.float()), protos) for lin, t in zip(self.linear, out.patches)]
-        cls = torch.nn.functional.normalize(out.cls.float(), dim=-1)
-        image = torch.einsum("bd,bcd->bc", cls, protos) * self.logit_scale()
-        return image, taps
+        return self.image_logits(out.cls, protos), taps
 
 
 class AprilGan(TrainedClip):

@@ -9,7 +9,6 @@ scoring reads the target category's images and its own text prototypes.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from iadbench.device import resolve_device
 from iadbench.errors import CacheError
 from iadbench.features.extract import _normalise
 from iadbench.io import save_json
-from iadbench.methods.base import Method, MethodInputs
+from iadbench.methods.base import Method, MethodInputs, load_state
 from iadbench.training import TrainConfig, load_weights, train_model
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,11 @@ class ClipHead(nn.Module):
 
     def logit_scale(self) -> torch.Tensor | float:
         return self.log_scale.exp() if self.learned else self.scale
+
+    def image_logits(self, cls: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+        """(B, D) projected CLS embeddings, (B, 2, D) unit prototypes -> (B, 2) scaled logits."""
+        z = F.normalize(cls.float(), dim=-1)
+        return torch.einsum("bd,bcd->bc", z, protos) * self.logit_scale()
 
     def two_class(self, tokens: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
         """(B, h, w, D) tokens, (B, 2, D) unit prototypes -> (B, 2, h, w) scaled cosine logits."""
@@ -177,7 +181,7 @@ class TrainedClip(Method):
     def score(self, state_dir: Path | None, inputs: MethodInputs, out_size: tuple[int, int]):
         if state_dir is None:
             raise CacheError(f"{self.kind} scores with a trained model; none was given")
-        state = json.loads((Path(state_dir) / "state.json").read_text())
+        state = load_state(state_dir)
         if state.get("kind") != self.kind:
             raise CacheError(f"{state_dir}: a {state.get('kind')} model, not {self.kind}")
         head = self._head(inputs.backbone)

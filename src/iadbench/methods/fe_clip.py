@@ -10,7 +10,6 @@ from CLIP's ``proj``; the image logits come from the same adapted pass's CLS thr
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from iadbench.clip.adapters import FrequencyAdapter
@@ -57,9 +56,7 @@ class FeClipHead(ClipHead):
         v = self.encoder.visual
         x, grids = self.adapted(images)
         taps = [self.two_class(self.fc_patch(v.ln_post(g)), protos) for g in grids]
-        cls = F.normalize(v.ln_post(x[:, 0]) @ v.proj, dim=-1)
-        image = torch.einsum("bd,bcd->bc", cls, protos) * self.logit_scale()
-        return image, taps
+        return self.image_logits(v.ln_post(x[:, 0]) @ v.proj, protos), taps
 
 
 class FeClip(TrainedClip):
