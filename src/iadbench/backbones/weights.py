@@ -16,6 +16,7 @@ copy is an error that says where to put it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -45,7 +46,17 @@ class ResolvedWeights:
 
 
 def file_digest(path: Path) -> str:
-    """Short SHA-256 of a weights file: results name the exact bytes they were computed with."""
+    """Short SHA-256 of a weights file: results name the exact bytes they were computed with.
+
+    Hashed once per process for a given (path, size, mtime): a CLIP score job resolves the same
+    weights for its encoder and for each cache identity it checks (a ViT-L file is 0.9 GB).
+    """
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
