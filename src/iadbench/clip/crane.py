@@ -203,10 +203,6 @@ class CraneTokens:
     sources: tuple[tuple[int, str], ...]  # per entry of ``patches``: (block, "eattn" | "dattn")
 
 
-def _run_block(block: torch.nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Tensor:
-    return block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
-
-
 @torch.no_grad()
 def crane_tokens(
     encoder: ClipEncoder,
@@ -282,7 +278,7 @@ def crane_tokens(
             refined = (x if refined is None else refined) + block.ls_1(
                 attend(block.attn, weights, val)
             )
-        x = _run_block(block, x, v.transformer.batch_first)
+        x = encoder.run_block(block, x)
         if i in taps and (not dattn_here or dattn_with_eattn):
             stream = x if refined is None else refined
             tokens = resize_grid(stream[:, 1:].reshape(x.shape[0], *grid, -1), out_grid)

@@ -143,6 +143,12 @@ class ClipEncoder:
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         return torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
 
+    def run_block(self, block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One residual block on (B, N, width) tokens, whatever layout the transformer keeps."""
+        if self.visual.transformer.batch_first:
+            return block(x)
+        return block(x.transpose(0, 1)).transpose(0, 1)
+
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.visual.ln_post(tokens) @ self.visual.proj
 

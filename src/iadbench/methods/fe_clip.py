@@ -45,7 +45,7 @@ class FeClipHead(ClipHead):
         h, w = self.encoder.grid
         grids, adapter = [], iter(self.adapters)
         for i, block in enumerate(v.transformer.resblocks):
-            x = block(x)
+            x = self.encoder.run_block(block, x)
             if i in self.taps:
                 grid = next(adapter)(x[:, 1:].reshape(x.shape[0], h, w, -1))
                 grids.append(grid)
