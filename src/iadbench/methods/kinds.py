@@ -52,7 +52,9 @@ class Needs:
     scores are calibrated probabilities (ECE is reported). ``noisy_text``: ``(R, σ, seed)`` of
     the cached noisy text prototypes the method reads beside ``text`` (Crane's Bayes path).
     ``uncertainty``: score tables carry per-image ``score_std`` and ``map_std_mean`` columns,
-    which the variance analysis reads.
+    which the variance analysis reads. ``embeddings``: ``(role, encoder)`` pairs of the cached
+    per-modality embeddings a multimodal kind reads (``encoder`` a key of the config's
+    ``encoders``; the role is the method's name for it, e.g. ``video``, ``audio``, ``photo``).
     """
 
     inputs: frozenset[str]
@@ -67,6 +69,7 @@ class Needs:
     prompts: str | None = None
     noisy_text: tuple[int, float, int] | None = None
     uncertainty: bool = False
+    embeddings: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if unknown := set(self.inputs) - INPUTS:
