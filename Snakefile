@@ -30,6 +30,8 @@ wildcard_constraints:
     backbone=alternation(BACKBONES),
     method=alternation(METHODS),
     train_set=alternation(TRAIN_SETS),
+    encoder=alternation(ENCODERS),
+    modality="video|audio|sensor|photo",
     split=alternation(SPLITS),
     category="[^/]+",
     view="[a-z_]+(-b[0-9]+)*|crane-[0-9a-f]{8}",

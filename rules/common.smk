@@ -17,6 +17,7 @@ DATASETS = list(config["datasets"])
 BACKBONES = list(config["backbones"])
 METHODS = list(config["methods"])
 TRAIN_SETS = list(config.get("train_sets") or {})
+ENCODERS = list(config.get("encoders") or {})
 PARAMS = {name: params_of(entry) for name, entry in config["methods"].items()}
 NEEDS = {name: params.needs() for name, params in PARAMS.items()}
 # resources: gpu=GPU in every GPU-tagged rule: 1 makes `--resources gpu=1` run them one at a
@@ -97,6 +98,36 @@ def feature_files(dataset, method, category, split):
         "npy": path(FEATURES, ext="npy", **fields),
         "index": path(FEATURES, ext="parquet", **fields),
     }
+
+
+def encoder_cfg(wildcards):
+    entry = config["encoders"][wildcards.encoder]
+    if entry["modality"] != wildcards.modality:
+        raise ValueError(f"encoder {wildcards.encoder!r} is not a {wildcards.modality} encoder")
+    return entry
+
+
+def encoder_backbones(wildcards):
+    """The backbones entry an encoder runs (its rerun trigger), or none."""
+    name = config["encoders"][wildcards.encoder].get("backbone")
+    return {name: config["backbones"][name]} if name else {}
+
+
+def embedding_files(method, dataset, category, split):
+    """The cached embeddings a multimodal method reads, by role: ``emb_<split>_<role>_npy`` and
+    ``..._index`` for one (category, split)."""
+    files = {}
+    for role, encoder in NEEDS[method].embeddings:
+        fields = dict(
+            dataset=dataset,
+            encoder=encoder,
+            modality=config["encoders"][encoder]["modality"],
+            category=category,
+            split=split,
+        )
+        files[f"emb_{split}_{role}_npy"] = path(EMBEDDINGS, ext="npy", **fields)
+        files[f"emb_{split}_{role}_index"] = path(EMBEDDINGS, ext="parquet", **fields)
+    return files
 
 
 def text_encoder_cfg(wildcards):
@@ -212,6 +243,9 @@ def score_inputs(wildcards):
     inputs.update(
         uses_files(wildcards.method, wildcards.dataset, wildcards.category, wildcards.split)
     )
+    inputs.update(
+        embedding_files(wildcards.method, wildcards.dataset, wildcards.category, wildcards.split)
+    )
     return inputs
 
 
@@ -247,6 +281,11 @@ def fit_inputs(wildcards):
             feature_files(wildcards.dataset, wildcards.method, wildcards.category, needs.fit_on)
         )
     inputs.update(uses_files(wildcards.method, wildcards.dataset, wildcards.category, needs.fit_on))
+    if needs.embeddings:  # multimodal fits select their model on val, never on test
+        for split in ["train", "val"]:
+            inputs.update(
+                embedding_files(wildcards.method, wildcards.dataset, wildcards.category, split)
+            )
     return inputs
 
 

@@ -21,3 +21,29 @@ rule extract:
         device=config["device"],
     script:
         "../workflow/scripts/extract.py"
+
+
+rule embed:
+    input:
+        manifest=rules.manifest.output[0],
+    output:
+        npy=path(EMBEDDINGS, ext="npy"),
+        index=path(EMBEDDINGS, ext="parquet"),
+    log:
+        log_of("embed", "{dataset}/{encoder}/{modality}/{category}/{split}"),
+    benchmark:
+        benchmark_of("embed", "{dataset}/{encoder}/{modality}/{category}/{split}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        dataset=dataset_cfg,
+        encoder=encoder_cfg,
+        backbones=encoder_backbones,
+        device=config["device"],
+    script:
+        "../workflow/scripts/embed.py"

@@ -2,6 +2,8 @@
 # input functions fill these templates with path(); nothing else spells a result path.
 MANIFEST = "results/{dataset}/manifest.parquet"
 FEATURES = "results/{dataset}/features/{backbone}/{category}/{split}.{ext}"
+# Per-modality embeddings of multimodal samples (one encoder of the config's encoders:).
+EMBEDDINGS = "results/{dataset}/embeddings/{encoder}/{modality}/{category}/{split}.{ext}"
 # CLIP outputs: the CLS embedding + patch tokens of a view ("<token_path>" or
 # "<token_path>-b<block>-...", or a kind's own: "crane-<hash of its options>"), window
 # embeddings per window sizes ("2-3"), sentence embeddings of a prompt set for one class name

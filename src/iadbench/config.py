@@ -216,15 +216,28 @@ def cross_domain_pairs(config: dict, categories_of) -> list[dict]:
     return cells
 
 
+# Layouts whose files already hold a validation split (the weld manifest's VAL).
+OWN_VAL_LAYOUTS = ("weld",)
+# Layouts whose samples carry video, audio and sensor files beside photos.
+MULTIMODAL_LAYOUTS = ("weld",)
+MODALITIES = ("video", "audio", "sensor", "photo")
+
+
+def has_val(dataset_cfg: dict) -> bool:
+    """Whether a dataset has a ``val`` split: its layout's own, or one cut by ``val_split``."""
+    return bool(dataset_cfg.get("val_split")) or dataset_cfg.get("layout") in OWN_VAL_LAYOUTS
+
+
 def dataset_splits(dataset_cfg: dict) -> list[str]:
-    """Splits a dataset scores: ``test``, and ``val`` when it has a ``val_split``."""
-    return ["test", "val"] if dataset_cfg.get("val_split") else ["test"]
+    """Splits a dataset scores: ``test``, and ``val`` when it has one."""
+    return ["test", "val"] if has_val(dataset_cfg) else ["test"]
 
 
 def _train_set_splits(dataset_cfg: dict) -> set[str]:
     splits = {"train", "test"}
-    if dataset_cfg.get("val_split"):
+    if has_val(dataset_cfg):
         splits.add("val")
+    if dataset_cfg.get("val_split"):
         if float(dataset_cfg["val_split"].get("labelled_fraction", 0)) > 0:
             splits.add("train_labelled")
     return splits
@@ -340,11 +353,12 @@ def _check_method(config: dict, name: str, method: dict) -> None:
             _check_prompts(config, name, needs.prompts)
     elif backbone is not None:
         raise ConfigError(f"method {name!r}: its kind reads no cached features; drop backbone:")
+    _check_embeddings(config, name, needs)
     for dataset in method_datasets(config, name):
         if dataset not in config["datasets"]:
             raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
         if needs.training == "per_category" and needs.fit_on == "val":
-            if not config["datasets"][dataset].get("val_split"):
+            if not has_val(config["datasets"][dataset]):
                 raise ConfigError(
                     f"method {name!r} is fitted on the val split, but dataset {dataset!r} has "
                     f"none: add val_split: {{fraction: ...}} to it"
@@ -378,6 +392,30 @@ def _check_method(config: dict, name: str, method: dict) -> None:
             raise ConfigError(
                 f"method {name!r}: uses.{role} {other!r} does not run on {sorted(missing)}"
             )
+
+
+def _check_embeddings(config: dict, name: str, needs) -> None:
+    """A multimodal method's encoders exist, read the modality of their role, and its datasets
+    are of a layout that has those modalities."""
+    encoders = config.get("encoders") or {}
+    for role, encoder in needs.embeddings:
+        if encoder not in encoders:
+            raise ConfigError(
+                f"method {name!r}: encoders.{role} {encoder!r} is not a key of encoders: "
+                f"(defined: {', '.join(encoders) or 'none'})"
+            )
+        modality = encoders[encoder]["modality"]
+        if role in MODALITIES and modality != role:
+            raise ConfigError(
+                f"method {name!r}: encoders.{role} is {encoder!r}, a {modality} encoder"
+            )
+        for dataset in method_datasets(config, name):
+            layout = config["datasets"][dataset].get("layout")
+            if layout not in MULTIMODAL_LAYOUTS:
+                raise ConfigError(
+                    f"method {name!r}: dataset {dataset!r} ({layout}) has no {modality} files "
+                    f"(multimodal layouts: {', '.join(MULTIMODAL_LAYOUTS)})"
+                )
 
 
 def _check_prompts(config: dict, name: str, prompts: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from iadbench.data.images import Geometry
+from iadbench.data.manifest import SPLITS
 from iadbench.errors import CacheError
 from iadbench.io import atomic_dir, save_npy, save_parquet
 from iadbench.methods.kinds import needs_of
@@ -62,6 +63,8 @@ def method_inputs(
                 f"{split} images of {category!r} in {files['manifest']}"
             )
     cached = {}
+    if needs.embeddings:
+        cached["embeddings"] = embeddings_by_split(files, rows)
     if needs.inputs & {"visual", "windows", "text"} & set(files):
         from iadbench.pipeline.clip import cached_outputs
 
@@ -75,6 +78,30 @@ def method_inputs(
             needs.noisy_text,
         )
     return MethodInputs(index, None, scores, rows, dataset_cfg, backbone_cfg, cached)
+
+
+def embeddings_by_split(files: Mapping[str, str], rows: pd.DataFrame) -> dict[str, dict]:
+    """The cached embeddings among a job's inputs (``emb_<split>_<role>_npy``/``_index``), as
+    ``{split: {role: EmbeddingSet}}``; each must hold exactly that split's samples."""
+    from iadbench.features.embeddings import load_embeddings
+
+    stores: dict[str, dict] = {}
+    for key, npy in files.items():
+        if not (key.startswith("emb_") and key.endswith("_npy")):
+            continue
+        name = key[len("emb_") : -len("_npy")]
+        split = max((s for s in SPLITS if name.startswith(s + "_")), key=len)
+        role = name[len(split) + 1 :]
+        index_file = files[f"emb_{split}_{role}_index"]
+        store = load_embeddings(npy, index_file)
+        expected = set(rows.loc[rows["split"] == split, "sample_id"])
+        if set(store.index["sample_id"]) != expected:
+            raise CacheError(
+                f"{index_file}: the {role} embeddings are not of the {len(expected)} {split} "
+                "samples of the manifest"
+            )
+        stores.setdefault(split, {})[role] = store
+    return stores
 
 
 def fit_method(
@@ -172,6 +199,8 @@ def score_method(
     inputs = method_inputs(
         method_cfg, files, backbone_cfg, dataset_cfg, category, split, view_options
     )
+    if "embeddings" in inputs.cached:  # a score reads one split: {role: EmbeddingSet}
+        inputs.cached["embeddings"] = inputs.cached["embeddings"].get(split, {})
     crop = Geometry.from_config(dataset_cfg).crop
     state = files.get("state")
     scores, maps, *extra = method.score(Path(state) if state else None, inputs, (crop, crop))
