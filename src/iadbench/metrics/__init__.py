@@ -5,6 +5,7 @@ variant, kept only to compare with published tables.
 """
 
 from .aggregate import macro_mean, micro_metrics, summarise, to_markdown
+from .defects import per_defect_auroc
 from .evaluate import METRIC_COLS, evaluate_category
 from .image import f1_max, image_ap, image_auroc
 from .pixel import (
@@ -27,6 +28,7 @@ __all__ = [
     "image_auroc",
     "macro_mean",
     "micro_metrics",
+    "per_defect_auroc",
     "pixel_ap",
     "pixel_auroc",
     "pixel_f1_max",

@@ -3,6 +3,10 @@
 Papers report the macro mean: each metric per category, then averaged. Micro pools all images
 and pixels of a dataset and is a different, usually lower, number (score scales differ across
 categories). Every summary row carries an ``average`` column so the two are never confused.
+
+Per-defect AUROCs (``auroc_<type>``) exist only where a category has two or more defect types;
+a macro row averages each over the categories that have it, and micro rows leave them out
+(pooling one type's samples across categories would mix unrelated defects and normals).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from .defects import DEFECT_PREFIX, defect_cols, defect_markdown
 from .evaluate import METRIC_COLS, evaluate_category
 from .pixel import Maps, Masks
 
@@ -46,7 +51,9 @@ def macro_mean(rows: pd.DataFrame, metric_cols: Iterable[str]) -> dict[str, floa
 def _metric_cols(df: pd.DataFrame) -> list[str]:
     """The metric columns present (provenance columns may be numeric too: they are not metrics)."""
     named = [c for c in (*METRIC_COLS, *DECISION_COLS, *VARIANCE_COLS) if c in df.columns]
-    return named + [c for c in df.columns if c.startswith("ece_") and c not in named]
+    return named + [
+        c for c in df.columns if c.startswith(("ece_", DEFECT_PREFIX)) and c not in named
+    ]
 
 
 def _common(series: pd.Series) -> Any:
@@ -71,6 +78,7 @@ def summarise(per_category: pd.DataFrame, micro: pd.DataFrame | None = None) -> 
     Order: dataset, method (sorted); inside, categories alphabetically, then macro, then micro.
     Column ``average`` is ``per_category`` / ``macro`` / ``micro``. The macro row averages the
     metric columns ignoring NaN, sums the n_* counts, and keeps other columns only if shared.
+    Per-defect columns come last, sorted by defect type.
     """
     missing = [c for c in ID_COLS if c not in per_category.columns]
     if missing:
@@ -97,7 +105,8 @@ def summarise(per_category: pd.DataFrame, micro: pd.DataFrame | None = None) -> 
                 pieces.append(micro[msel].assign(average="micro"))
     out = pd.concat(pieces, ignore_index=True)
     first = ["dataset", "method", "category", "average"]
-    return out[first + [c for c in out.columns if c not in first]]
+    last = defect_cols(out)
+    return out[first + [c for c in out.columns if c not in first and c not in last] + last]
 
 
 def micro_metrics(
@@ -191,7 +200,8 @@ def to_markdown(summary_df: pd.DataFrame) -> str:
 
     One table per method kind, each with only the columns that apply to that kind. Metrics with
     4 decimals; n/a = undefined or not applicable. Macro and micro rows have their category in
-    bold and are named by the ``average`` column.
+    bold and are named by the ``average`` column. Per-defect AUROCs, where any row has them,
+    follow in their own tables (:func:`iadbench.metrics.defects.defect_markdown`).
     """
     limits = sorted({float(v) for v in summary_df.get("fpr_limit", pd.Series()).dropna()})
     labels = {**HEADLINE_LABELS}
@@ -206,9 +216,13 @@ def to_markdown(summary_df: pd.DataFrame) -> str:
         "counts and provenance included, is in metrics.csv.\n\n"
     )
     if "kind" not in summary_df.columns or summary_df["kind"].nunique(dropna=False) < 2:
-        return header + _markdown_table(summary_df, labels)
-    parts = [header]
-    for kind in dict.fromkeys(summary_df["kind"]):
-        rows = summary_df[summary_df["kind"] == kind].reset_index(drop=True)
-        parts.append(f"## {kind}\n\n" + _markdown_table(rows, labels) + "\n")
-    return "".join(parts)
+        parts = [header, _markdown_table(summary_df, labels)]
+    else:
+        parts = [header]
+        for kind in dict.fromkeys(summary_df["kind"]):
+            rows = summary_df[summary_df["kind"] == kind].reset_index(drop=True)
+            parts.append(f"## {kind}\n\n" + _markdown_table(rows, labels) + "\n")
+    text = "".join(parts)
+    if defects := defect_markdown(summary_df):
+        text = text.rstrip("\n") + "\n\n" + defects
+    return text

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .defects import defect_columns
 from .image import check_binary_scores, f1_max, image_ap, image_auroc
 from .pixel import Maps, Masks, _check_limit, pixel_metrics
 
@@ -34,6 +35,7 @@ def evaluate_category(
     maps: Maps | None,
     fpr_limit: float = 0.3,
     pixel_subset: ArrayLike | None = None,
+    defect_types: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Image and pixel metrics of one category's test set.
 
@@ -43,6 +45,8 @@ def evaluate_category(
     ``eval_height``/``eval_width`` are the maps' size when all maps share it, else None.
     ``pixel_subset`` (bool per image) limits pixel metrics to images whose ground truth is
     known, e.g. anomalous images kept without a mask under ``allow_missing_masks``.
+    ``defect_types`` (one per image) adds ``auroc_<type>`` per defect type when there are two
+    or more (:func:`iadbench.metrics.defects.defect_columns`).
     """
     fpr_limit = _check_limit(fpr_limit)
     y, s = check_binary_scores(labels, image_scores, what="image_scores")
@@ -72,4 +76,5 @@ def evaluate_category(
         eval_height=height,
         eval_width=width,
     )
+    row.update(defect_columns(y, s, defect_types))
     return row

@@ -2,12 +2,17 @@
 
 Provenance columns come from each method's own ``describe(state)``
 (:meth:`iadbench.methods.kinds.Params.describe`); nothing here knows one method's internals.
+
+A fused method's score table may keep each modality's own score as ``component_<name>``; those
+are evaluated like the fused score and reported as method ``<method>[<name>]``, so one table
+compares the fusion with each single modality on the same samples.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 TABLE_PROVENANCE = (
     "class_name", "backbone_model", "weights", "taps", "eattn_from", "dino_weights"
 )  # fmt: skip
+COMPONENT_PREFIX = "component_"
 
 
 def ground_truth(
@@ -101,24 +107,53 @@ def provenance(wildcards, method_cfg: dict, state: dict) -> dict:
 
 
 def operating_point(
-    table: pd.DataFrame, val: pd.DataFrame | None, state: dict
+    table: pd.DataFrame, val: pd.DataFrame | None, state: dict, column: str = "score"
 ) -> dict[str, float | str | None]:
     """Accuracy/precision/recall/F1 at a threshold chosen without looking at ``table``.
 
     The method's own fitted threshold (``state["threshold"]``, e.g. the cascade's) wins;
     otherwise the max-F1 threshold of the method's ``val`` scores; with neither, n/a.
+    ``column`` is the score judged: a component score takes its threshold from ``val`` only
+    (a fitted threshold belongs to the method's own score).
     """
-    labels, scores = table["label"].to_numpy(), table["score"].to_numpy()
-    if state.get("threshold") is not None:
+    labels, scores = table["label"].to_numpy(), table[column].to_numpy()
+    if column == "score" and state.get("threshold") is not None:
         threshold, source = float(state["threshold"]), "fit"
-    elif val is not None:
+    elif val is not None and column in val.columns:
         threshold, source = (
-            threshold_max_f1(val["label"].to_numpy(), val["score"].to_numpy()),
+            threshold_max_f1(val["label"].to_numpy(), val[column].to_numpy()),
             "val",
         )
     else:
         threshold, source = float("nan"), None
     return {**at_threshold(labels, scores, threshold), "threshold_from": source}
+
+
+def defect_types_of(table: pd.DataFrame) -> np.ndarray | None:
+    """The score table's defect type per sample, which per-defect AUROCs group by."""
+    return table["defect_type"].to_numpy() if "defect_type" in table.columns else None
+
+
+def component_metrics(
+    table: pd.DataFrame, val: pd.DataFrame | None, fpr_limit: float
+) -> dict[str, dict]:
+    """Image metrics and the val operating point of each ``component_<name>`` score, by name.
+
+    Components have no maps, so their pixel metrics are n/a as for any kind without maps.
+    """
+    out = {}
+    for column in sorted(c for c in table.columns if c.startswith(COMPONENT_PREFIX)):
+        metrics = evaluate_category(
+            table["label"].to_numpy(),
+            table[column].to_numpy(),
+            None,
+            None,
+            fpr_limit=fpr_limit,
+            defect_types=defect_types_of(table),
+        )
+        metrics.update(operating_point(table, val, {}, column))
+        out[column.removeprefix(COMPONENT_PREFIX)] = metrics
+    return out
 
 
 def compute_metrics(
@@ -140,7 +175,9 @@ def compute_metrics(
     ``ece`` (15 bins), ``ece_uncalibrated`` when the table keeps the raw logit ``margin``, and
     ``ece_<x>`` for each probability column ``p_<x>`` (e.g. a cascade's two routes); score
     tables with per-image ``score_std``/``map_std_mean`` (prompt sampling) add
-    ``score_std_mean``, ``score_std_max`` and ``map_std_mean``.
+    ``score_std_mean``, ``score_std_max`` and ``map_std_mean``. A score table with two or more
+    defect types adds ``auroc_<type>`` (normal vs that type only); one with ``component_<name>``
+    columns adds their metrics under ``components`` (see :func:`component_metrics`).
     """
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
@@ -160,6 +197,7 @@ def compute_metrics(
         np.asarray(maps_arr) if has_maps else None,
         fpr_limit=fpr_limit,
         pixel_subset=known,
+        defect_types=defect_types_of(table),
     )
     result.update(crop_losses(cut, masks, str(scores)))
     state = state or {}
@@ -181,6 +219,8 @@ def compute_metrics(
     if described := {c: str(table[c].iloc[0]) for c in TABLE_PROVENANCE if c in table.columns}:
         provenance = {**provenance, "describe": {**provenance.get("describe", {}), **described}}
     result = {"metrics": result, **provenance}
+    if components := component_metrics(table, val, fpr_limit):
+        result["components"] = components
     save_json(out, result)
     return result
 
@@ -205,6 +245,18 @@ def _common_columns(rows: list[dict]) -> dict:
     return {k: v if all(r.get(k) == v for r in rows) else None for k, v in rows[0].items()}
 
 
+def result_rows(record: dict, columns: dict) -> Iterator[tuple[str, str, dict, dict]]:
+    """(method, score column, describe columns, metrics) of a metrics record and its components.
+
+    A component row is named ``<method>[<name>]`` with ``base`` suffixed alike, so seed,
+    backbone and cross-dataset groupings never mix a fusion with one of its modalities.
+    """
+    yield record["method"], "score", columns, record["metrics"]
+    for name, metrics in sorted((record.get("components") or {}).items()):
+        own = {**columns, "base": f"{columns['base']}[{name}]", "component": name}
+        yield f"{record['method']}[{name}]", f"{COMPONENT_PREFIX}{name}", own, metrics
+
+
 def summarise_results(
     metric_files: list[str | Path],
     score_files: list[str | Path],
@@ -220,21 +272,25 @@ def summarise_results(
 
     ``grid`` maps expanded method names to their base entry and grid axes (see
     :func:`iadbench.config.expand_methods`); those become the ``base``/``grid`` columns.
+    Component scores of fused methods become rows of their own (:func:`result_rows`).
     """
-    rows, described = [], {}
-    for path in metric_files:
+    rows, sources, described = [], [], {}
+    for i, path in enumerate(metric_files):
         record = json.loads(Path(path).read_text())
-        columns = describe_row(record, grid or {})
-        described.setdefault((record["dataset"], record["method"]), []).append(columns)
-        rows.append(
-            {
-                "dataset": record["dataset"],
-                "method": record["method"],
-                "category": record["category"],
-                **columns,
-                **record["metrics"],
-            }
-        )
+        for method, column, columns, metrics in result_rows(
+            record, describe_row(record, grid or {})
+        ):
+            described.setdefault((record["dataset"], method), []).append(columns)
+            rows.append(
+                {
+                    "dataset": record["dataset"],
+                    "method": method,
+                    "category": record["category"],
+                    **columns,
+                    **metrics,
+                }
+            )
+            sources.append((i, column))
     per_category = pd.DataFrame(rows)
     micro_rows = []
     groups: dict[tuple[str, str], list[int]] = {}
@@ -245,16 +301,18 @@ def summarise_results(
         geometry = Geometry.from_config(cfg)
         manifest = pd.read_parquet(manifests[dataset])
         labels, scores, masks, maps = [], [], [], []
-        for i in members:
-            table = pd.read_parquet(score_files[i])
+        for file, column in (sources[i] for i in members):
+            table = pd.read_parquet(score_files[file])
+            labels.append(table["label"].to_numpy())
+            scores.append(table[column].to_numpy())
+            if column != "score":
+                continue  # a component score has no maps
             truth, known = ground_truth(
                 table, manifest, geometry, int(cfg.get("mask_threshold", 0))
             )
-            labels.append(table["label"].to_numpy())
-            scores.append(table["score"].to_numpy())
             masks.append(truth[known])
-            maps.append(np.load(map_files[i])[known])
-        if any(m.ndim != 3 or m.shape[1] == 0 for m in maps):
+            maps.append(np.load(map_files[file])[known])
+        if len(maps) < len(labels) or any(m.ndim != 3 or m.shape[1] == 0 for m in maps):
             masks, maps = None, None  # a method without pixel maps: pixel metrics are n/a
         micro = micro_metrics(labels, scores, masks, maps, fpr_limit=fpr_limit)
         micro_rows.append(

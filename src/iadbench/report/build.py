@@ -22,6 +22,7 @@ from iadbench.io import atomic_dir, save_text
 from . import crossdomain as xd
 from .cascade import add_cascade_section, load_sweeps
 from .curves import roc_pr_figure
+from .defects import add_defect_section
 from .figures import to_png
 from .html import Page, Section, bullet_list, paragraph, render, table
 from .items import ITEM_KEYS, check_item, load_item
@@ -89,6 +90,7 @@ def build_report(
     elif cascades:
         skipped.append("Latency: no latency.csv given (set `latency:` in the config to time).")
     _per_category(page, summary)
+    add_defect_section(page, summary)  # only results with per-defect AUROCs
     if references is not None:
         page.section("Published numbers").blocks.extend(
             comparison_blocks(summary, load_references(references))
@@ -172,6 +174,8 @@ def _per_category(page: Page, summary: pd.DataFrame) -> None:
 def _settings(page: Page, summary: pd.DataFrame) -> list[str]:
     """Backbone and fusion comparisons; returns why each was left out, if it was."""
     per_cat, macro = rows(summary, "per_category"), rows(summary, "macro")
+    if "component" in macro.columns:  # one modality of a fused method is no fusion mode
+        macro = macro[macro["component"].isna()]
     backbones = Section("Backbone comparison")
     fusion = Section("Layer-fusion ablation")
     groups = family(per_cat)

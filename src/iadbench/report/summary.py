@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from iadbench.errors import CacheError
+from iadbench.metrics.defects import DEFECT_PREFIX
 
 REQUIRED = ("dataset", "method", "category", "average")
 # (column, short label) in display order; AUPRO labels get the FPR limit appended.
@@ -32,14 +33,23 @@ METRICS = (
 NOT_CONFIG = frozenset(
     {"dataset", "method", "category", "average", "grid", "seed", "fpr_limit", "eval_height",
      "eval_width", "n_images", "n_anomalous", "n_normal", "n_pixel_images", "score_std_mean",
-     "score_std_max", "map_std_mean"}
+     "score_std_max", "map_std_mean", "accuracy", "precision", "recall", "f1", "threshold",
+     "heatmap_call_rate"}
 )  # fmt: skip
 
 
 def config_cols(frame: pd.DataFrame) -> list[str]:
-    """The provenance columns present, in the summary's order (see :data:`NOT_CONFIG`)."""
+    """The provenance columns present, in the summary's order (see :data:`NOT_CONFIG`).
+
+    Per-defect AUROCs (``auroc_<type>``), operating-point results and calibration errors
+    (``ece*``) are results, not provenance: seeds that differ in them still form one group.
+    """
     metrics = {c for c, _ in METRICS}
-    return [c for c in frame.columns if c not in NOT_CONFIG and c not in metrics]
+    return [
+        c
+        for c in frame.columns
+        if c not in NOT_CONFIG and c not in metrics and not c.startswith((DEFECT_PREFIX, "ece"))
+    ]
 
 
 def load_summary(path: str | Path) -> pd.DataFrame:
