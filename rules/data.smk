@@ -12,7 +12,11 @@ rule demo_dataset:
         mem_mb=1000,
         runtime=10,
     params:
-        demo=lambda wc: demo_entry(wc.root)["demo"],
+        # the layout picks the generator (mvtec texture demo or synthetic weld runs)
+        demo=lambda wc: {
+            "layout": demo_entry(wc.root).get("layout", "mvtec"),
+            **demo_entry(wc.root)["demo"],
+        },
         categories=lambda wc: demo_entry(wc.root)["categories"],
     script:
         "../workflow/scripts/demo_dataset.py"

@@ -243,6 +243,31 @@ def _train_set_splits(dataset_cfg: dict) -> set[str]:
     return splits
 
 
+_WELD_KEYS = ("missing_modality", "label_mask")
+
+
+def _check_weld_keys(name: str, dataset: dict) -> None:
+    """Weld-only keys elsewhere, and keys a weld dataset cannot use, are refused."""
+    if dataset.get("layout") != "weld":
+        if given := [key for key in _WELD_KEYS if key in dataset]:
+            raise ConfigError(f"dataset {name!r}: {', '.join(given)} only apply to layout weld")
+        return
+    if dataset.get("val_split") is not None:
+        raise ConfigError(
+            f"dataset {name!r}: val_split is refused for layout weld (it has its own VAL split)"
+        )
+    if dataset["categories"] not in ("all", ["weld"]):
+        raise ConfigError(
+            f"dataset {name!r}: layout weld has the one category 'weld' (categories: [weld] or "
+            f"all), got {dataset['categories']!r}"
+        )
+    if "image_size" in (dataset.get("demo") or {}):
+        raise ConfigError(f"dataset {name!r}: demo.image_size is not a weld demo key")
+    box = (dataset.get("label_mask") or {}).get("box")
+    if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
+        raise ConfigError(f"dataset {name!r}: label_mask box {box} needs x0 < x1 and y0 < y1")
+
+
 def _check_datasets(config: dict) -> None:
     demo_roots = {str(d["root"]): n for n, d in config["datasets"].items() if "demo" in d}
     for name, dataset in config["datasets"].items():
@@ -252,7 +277,13 @@ def _check_datasets(config: dict) -> None:
                     raise ConfigError(f"dataset {name!r}: unknown source dataset {source!r}")
                 if config["datasets"][source].get("layout") == "union":
                     raise ConfigError(f"dataset {name!r}: source {source!r} is itself a union")
+                if config["datasets"][source].get("layout") == "weld":
+                    raise ConfigError(
+                        f"dataset {name!r}: source {source!r} has layout weld, whose runs "
+                        "(video, audio, sensor columns) a union would not keep"
+                    )
             continue
+        _check_weld_keys(name, dataset)
         owner = demo_roots.get(str(dataset["root"]), name)
         if owner != name:
             raise ConfigError(
@@ -277,6 +308,14 @@ def _check_backbones(config: dict) -> None:
             raise ConfigError(
                 f"backbone {name!r}: dim {backbone['dim']} is smaller than its {len(layers)} taps"
             )
+
+
+def _check_encoders(config: dict) -> None:
+    """Each ``encoders:`` entry's backbone exists and its options fit its modality."""
+    from iadbench.features.modalities import check_encoder
+
+    for name, entry in (config.get("encoders") or {}).items():
+        check_encoder(entry, config["backbones"], name)
 
 
 def _check_train_sets(config: dict) -> None:
@@ -354,6 +393,17 @@ def _check_method(config: dict, name: str, method: dict) -> None:
     elif backbone is not None:
         raise ConfigError(f"method {name!r}: its kind reads no cached features; drop backbone:")
     _check_embeddings(config, name, needs)
+    reads_images = needs.inputs & (ENCODED | {"images"})
+    if reads_images and not needs.embeddings:  # multimodal kinds read masked photo embeddings
+        for dataset in method_datasets(config, name):
+            layout = config["datasets"].get(dataset, {}).get("layout")
+            if layout in MULTIMODAL_LAYOUTS:
+                raise ConfigError(
+                    f"method {name!r} reads {', '.join(sorted(reads_images))} of each sample's "
+                    f"image, but dataset {dataset!r} ({layout}) holds runs of several photos "
+                    "(and a printed label to mask): use a kind that reads photo embeddings, "
+                    "e.g. view_patchcore"
+                )
     for dataset in method_datasets(config, name):
         if dataset not in config["datasets"]:
             raise ConfigError(f"method {name!r}: unknown dataset {dataset!r}")
@@ -443,6 +493,7 @@ def check_references(config: dict) -> None:
     """Fail at start-up, naming the entry, when a config refers to something unknown."""
     _check_datasets(config)
     _check_backbones(config)
+    _check_encoders(config)
     _check_train_sets(config)
     for name, method in config["methods"].items():
         _check_method(config, name, method)

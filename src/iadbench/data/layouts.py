@@ -3,7 +3,9 @@
 A layout answers three questions about the dataset a config entry describes: which categories
 are on disk (``discover``, for ``categories: all``), what the samples of some categories are
 (``read``, one manifest row per sample), and which files on disk are masks (``mask_files``, so
-masks that no sample uses can be reported).
+masks that no sample uses can be reported). A layout may also set ``EXTRA_COLUMNS`` (manifest
+columns it adds after the common ones), ``HAS_MASKS = False`` (no pixel masks at all, so anomalous
+rows are not "missing" one) and ``attrs(cfg, categories)`` (metadata kept with the manifest).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from iadbench.data import folder, visa
+from iadbench.data import folder, visa, weld
 from iadbench.data.btad import BTAD
 from iadbench.data.mvtec import MVTEC
 from iadbench.errors import ConfigError
@@ -31,6 +33,7 @@ LAYOUTS: dict[str, Layout] = {
     "btad": BTAD,
     "visa": visa,
     "folder": folder,
+    "weld": weld,
 }
 
 

@@ -25,7 +25,30 @@ note            str     ``""``, or ``missing_mask`` for an anomalous test (val,
                         true``): image-level metrics only
 ==============  ======  =====================================================================
 
-``frame.attrs["orphan_masks"]`` lists the mask files that no sample uses (each also logged).
+Layouts may add columns after these (a layout's ``EXTRA_COLUMNS``); image layouts add none.
+``weld`` (:mod:`iadbench.data.weld`) adds:
+
+================  ==========  ===================================================================
+column            type        meaning
+================  ==========  ===================================================================
+run_id            str         ``MM-DD-YY-NNNN-CC`` (``CC`` = class code)
+video_path        str         the run's AVI
+audio_path        str         the run's FLAC
+sensor_path       str         the run's welding-sensor CSV
+photo_paths       list[str]   every post-weld photo, sorted (``image_path`` is the first); read
+                              back from Parquet as an array of str
+weld_type         str         manifest.csv ``WELD_TYPE`` (e.g. ``FILLET``)
+thickness_mm      float64     ``THICKNESS_MM``
+steel_type        str         ``STEEL_TYPE`` (e.g. ``FE410``)
+current_a         float64     ``CURRENT_A`` (set point)
+voltage_v         float64     ``VOLTAGE_V``
+gas_bar           float64     ``GAS_BAR``
+robot_speed_cpm   float64     ``ROBOT_SPEED_CPM``
+================  ==========  ===================================================================
+
+``frame.attrs["orphan_masks"]`` lists the mask files that no sample uses (each also logged); a
+layout's ``attrs(cfg, categories)`` adds more (``weld``: ``dropped_runs``, ``label_mask``). Parquet
+keeps the attrs in its metadata.
 
 The sample id keeps the layout's split, so a row moved to ``val`` stays findable under its
 original name.
@@ -65,13 +88,14 @@ MISSING_MASK = "missing_mask"
 SORT_KEY = ["category", "split", "sample_id"]
 
 
-def to_frame(rows: Iterable[dict]) -> pd.DataFrame:
+def to_frame(rows: Iterable[dict], extra_columns: Iterable[str] = ()) -> pd.DataFrame:
     """Build a manifest frame with the documented column order and dtypes, sorted stably.
 
     Layouts set neither ``source_split`` (the row's ``split`` where absent) nor ``source``
-    (``""`` where absent; :func:`build_manifest` fills in the dataset name).
+    (``""`` where absent; :func:`build_manifest` fills in the dataset name). ``extra_columns``
+    (a layout's ``EXTRA_COLUMNS``) follow the common ones.
     """
-    frame = pd.DataFrame(list(rows), columns=COLUMNS)
+    frame = pd.DataFrame(list(rows), columns=[*COLUMNS, *extra_columns])
     frame["source"] = [source if isinstance(source, str) else "" for source in frame["source"]]
     frame["source_split"] = frame["source_split"].where(
         frame["source_split"].notna(), frame["split"]
@@ -258,18 +282,22 @@ def build_manifest(dataset: str, cfg: dict) -> pd.DataFrame:
             )
         layout = get_layout(cfg.get("layout", "mvtec"))
         categories = resolve_categories(cfg, layout)
-        frame = to_frame(layout.read(cfg, categories)).assign(source=dataset)
+        extra = getattr(layout, "EXTRA_COLUMNS", ())
+        frame = to_frame(layout.read(cfg, categories), extra).assign(source=dataset)
         _check_names(frame)
         orphans = orphan_masks(layout.mask_files(cfg, categories), frame)
         for path in orphans:
             log.warning("%s: mask without a matching image (ignored)", path)
-        frame = mark_missing_masks(frame, bool(cfg.get("allow_missing_masks", False)))
+        if getattr(layout, "HAS_MASKS", True):
+            frame = mark_missing_masks(frame, bool(cfg.get("allow_missing_masks", False)))
         validate(frame, categories, root=str(cfg["root"]), threshold=mask_threshold(cfg))
         if cfg.get("val_split") is not None:
             frame = val_split(frame, cfg["val_split"], categories, str(cfg["root"]))
             _log_moves(dataset, frame)
+        layout_attrs = layout.attrs(cfg, categories) if hasattr(layout, "attrs") else {}
     except ConfigError as exc:
         raise ConfigError(f"dataset {dataset!r}: {exc}") from None
+    frame.attrs.update(layout_attrs)
     frame.attrs["orphan_masks"] = orphans
     log.info(
         "dataset %s: %d samples in %d categories, %d kept without mask, %d orphan masks",

@@ -12,10 +12,20 @@ from iadbench.io import save_parquet
 
 
 def make_demo(root: str | Path, demo_cfg: dict, categories: list[str]) -> dict:
-    """Generate the embedded demo dataset (see :mod:`iadbench.data.demo`)."""
+    """Generate a demo dataset; ``demo_cfg["layout"]`` (default mvtec) picks the generator.
+
+    ``weld``: synthetic weld runs in the Intel layout (:mod:`iadbench.data.weld_demo`, its one
+    category is implied); any other layout: the MVTec-tree texture demo
+    (:mod:`iadbench.data.demo`).
+    """
+    options = dict(demo_cfg)
+    if options.pop("layout", "mvtec") == "weld":
+        from iadbench.data.weld_demo import generate_weld_demo
+
+        return generate_weld_demo(root, **options)
     from iadbench.data.demo import generate_demo
 
-    return generate_demo(root, categories=tuple(categories), **demo_cfg)
+    return generate_demo(root, categories=tuple(categories), **options)
 
 
 def make_manifest(

@@ -177,15 +177,18 @@ def compute_metrics(
     tables with per-image ``score_std``/``map_std_mean`` (prompt sampling) add
     ``score_std_mean``, ``score_std_max`` and ``map_std_mean``. A score table with two or more
     defect types adds ``auroc_<type>`` (normal vs that type only); one with ``component_<name>``
-    columns adds their metrics under ``components`` (see :func:`component_metrics`).
+    columns adds their metrics under ``components`` (see :func:`component_metrics`). A
+    manifest that records a ``label_mask`` (photos showing their class label) puts it, or
+    ``off``, in the provenance.
     """
     table = pd.read_parquet(scores)
     maps_arr = np.load(maps, mmap_mode="r")
     has_maps = maps_arr.ndim == 3 and maps_arr.shape[1] > 0
     cut: list[int] = []
+    manifest_frame = pd.read_parquet(manifest)
     masks, known = ground_truth(
         table,
-        pd.read_parquet(manifest),
+        manifest_frame,
         Geometry.from_config(dataset_cfg),
         int(dataset_cfg.get("mask_threshold", 0)),
         cut,
@@ -216,7 +219,11 @@ def compute_metrics(
         result["score_std_mean"] = float(table["score_std"].mean())
         result["score_std_max"] = float(table["score_std"].max())
         result["map_std_mean"] = float(table["map_std_mean"].mean())
-    if described := {c: str(table[c].iloc[0]) for c in TABLE_PROVENANCE if c in table.columns}:
+    described = {c: str(table[c].iloc[0]) for c in TABLE_PROVENANCE if c in table.columns}
+    if "label_mask" in manifest_frame.attrs:  # photos with a printed class label (weld layout)
+        box = manifest_frame.attrs["label_mask"]
+        described["label_mask"] = ",".join(str(v) for v in box) if box else "off"
+    if described:
         provenance = {**provenance, "describe": {**provenance.get("describe", {}), **described}}
     result = {"metrics": result, **provenance}
     if components := component_metrics(table, val, fpr_limit):
