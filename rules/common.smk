@@ -107,6 +107,13 @@ def encoder_cfg(wildcards):
     return entry
 
 
+def encoder_dataset(wildcards):
+    """What an embedding depends on in its dataset's entry: the label box, for photos only."""
+    if wildcards.modality != "photo":
+        return {}
+    return {"label_mask": config["datasets"][wildcards.dataset].get("label_mask")}
+
+
 def encoder_backbones(wildcards):
     """The backbones entry an encoder runs (its rerun trigger), or none."""
     name = config["encoders"][wildcards.encoder].get("backbone")
@@ -209,6 +216,19 @@ def clip_files(method, dataset, category, split):
     return files
 
 
+def frozen_files(method, dataset, category, split):
+    """The cached frozen stream a trained CLIP method starts from ({}: it reads images)."""
+    cache_view = getattr(PARAMS[method], "cache_view", None)  # the trained CLIP kinds'
+    view = cache_view(config["backbones"][backbone_of(method)]["model"]) if cache_view else None
+    if view is None:
+        return {}
+    fields = dict(dataset=dataset, backbone=backbone_of(method), category=category, split=split)
+    return {
+        "frozen": path(CLIP_FROZEN_META, view=view, **fields),
+        "frozen_tokens": path(CLIP_FROZEN, view=view, **fields),
+    }
+
+
 def model_for(wildcards):
     """The one place that says which state a score job reads, from the method's needs.
 
@@ -291,7 +311,8 @@ def fit_inputs(wildcards):
 
 def train_inputs(wildcards):
     """A train-set training reads every category of its train set (features, or the text
-    embeddings of each category's class name, when the kind needs them)."""
+    embeddings of each category's class name, when the kind needs them, and the cached
+    frozen stream a trained CLIP head starts from)."""
     spec = config["train_sets"][wildcards.train_set]
     inputs = {"manifest": path(MANIFEST, dataset=spec["dataset"])}
     if "features" in NEEDS[wildcards.method].inputs:
@@ -306,6 +327,12 @@ def train_inputs(wildcards):
             clip_files(wildcards.method, spec["dataset"], c, spec["split"])["text"]
             for c in train_set_categories(wildcards.train_set)
         ]
+    frozen = [
+        frozen_files(wildcards.method, spec["dataset"], c, spec["split"])
+        for c in train_set_categories(wildcards.train_set)
+    ]
+    for key in ("frozen", "frozen_tokens") if all(frozen) else ():
+        inputs[key] = [f[key] for f in frozen]
     return inputs
 
 
@@ -326,6 +353,13 @@ def trained_models():
         for m in METHODS
         if NEEDS[m].training == "train_set"
     }
+
+
+def cross_dataset_outputs():
+    """The summary's train set x target dataset table, when a method is trained on a train set."""
+    return (
+        {"cross_csv": CROSS_DATASET_CSV, "cross_md": CROSS_DATASET_MD} if trained_models() else {}
+    )
 
 
 def result_cells():

@@ -41,7 +41,7 @@ rule embed:
         mem_mb=8000,
         runtime=60,
     params:
-        dataset=dataset_cfg,
+        dataset=encoder_dataset,
         encoder=encoder_cfg,
         backbones=encoder_backbones,
         device=config["device"],

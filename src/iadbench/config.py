@@ -311,11 +311,15 @@ def _check_backbones(config: dict) -> None:
 
 
 def _check_encoders(config: dict) -> None:
-    """Each ``encoders:`` entry's backbone exists and its options fit its modality."""
+    """Each ``encoders:`` entry's backbone exists and its options fit its modality; the entries
+    get their modality's defaults written out (a changed default reruns like a changed value)."""
     from iadbench.features.modalities import check_encoder
 
-    for name, entry in (config.get("encoders") or {}).items():
-        check_encoder(entry, config["backbones"], name)
+    if config.get("encoders"):
+        config["encoders"] = {
+            name: check_encoder(entry, config["backbones"], name)
+            for name, entry in config["encoders"].items()
+        }
 
 
 def _check_train_sets(config: dict) -> None:

@@ -26,9 +26,14 @@ and ``config_hash`` (the encoder config's identity, checked on load).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from iadbench.errors import CacheError
+from iadbench.features.store import read_meta, write_index
+from iadbench.io import save_npy
 
 INDEX_COLUMNS = [
     "sample_id",
@@ -63,3 +68,51 @@ class EmbeddingSet:
     def rows_of(self, sample_id: str) -> list[int]:
         """Index rows (views) of one sample."""
         return np.flatnonzero(self.index["sample_id"].to_numpy() == sample_id).tolist()
+
+
+def _check_layout(tokens: np.ndarray, index: pd.DataFrame, meta: dict, where: Path) -> None:
+    """The index must slice the token array exactly as the module docstring says."""
+    if missing := [c for c in INDEX_COLUMNS if c not in index.columns]:
+        raise CacheError(f"{where}: index lacks column(s) {missing}")
+    if tokens.ndim != 2:
+        raise CacheError(f"{where}: tokens have shape {tokens.shape}, expected (n_tokens, dim)")
+    if meta.get("dim") is not None and tokens.shape[1] != meta["dim"]:
+        raise CacheError(f"{where}: tokens have dim {tokens.shape[1]}, meta says {meta['dim']}")
+    ends = index["offset"].to_numpy(np.int64) + index["length"].to_numpy(np.int64)
+    if len(index) and (index["offset"].min() < 0 or ends.max() > tokens.shape[0]):
+        raise CacheError(f"{where}: index rows reach past the {tokens.shape[0]} stored tokens")
+
+
+def save_embeddings(
+    npy_path: str | Path,
+    parquet_path: str | Path,
+    tokens: np.ndarray,
+    index: pd.DataFrame,
+    meta: dict,
+) -> None:
+    """Write tokens (as fp16) and the index atomically; ``meta`` rides in the Parquet schema."""
+    tokens = np.ascontiguousarray(tokens, dtype=np.float16)
+    index = index[INDEX_COLUMNS].reset_index(drop=True)
+    _check_layout(tokens, index, meta, Path(npy_path))
+    save_npy(npy_path, tokens)
+    write_index(Path(parquet_path), index, meta)
+
+
+def load_embeddings(
+    npy_path: str | Path, parquet_path: str | Path, expected_hash: str | None = None
+) -> EmbeddingSet:
+    """Open a store memory-mapped, refusing one computed with another encoder config."""
+    npy_path, parquet_path = Path(npy_path), Path(parquet_path)
+    meta = read_meta(parquet_path)
+    if expected_hash is not None and meta.get("config_hash") != expected_hash:
+        raise CacheError(
+            f"{parquet_path}: embeddings were computed with config {meta.get('config_hash')}, "
+            f"expected {expected_hash}; refusing to reuse them (delete the file to recompute)"
+        )
+    try:
+        tokens = np.load(npy_path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise CacheError(f"{npy_path}: unreadable embedding file ({exc})") from exc
+    index = pd.read_parquet(parquet_path)
+    _check_layout(tokens, index, meta, npy_path)
+    return EmbeddingSet(tokens=tokens, index=index, meta=meta)
