@@ -642,6 +642,9 @@ class LearnedClipParams(Params):
 
     Trained once on a ``train_sets:`` entry (``train_on``): images, masks and the text
     prototypes of each training category's class name; scored on any dataset with its own.
+    ``frozen_cache``: start every epoch of every seed from the frozen residual stream cached
+    once per (train set, backbone, blocks) instead of running CLIP's frozen blocks again;
+    ``auto`` = on unless an augmentation changes the images (then the stream differs each time).
     """
 
     kind_name: ClassVar[str] = ""
@@ -658,9 +661,33 @@ class LearnedClipParams(Params):
     lr: float = 0.001
     betas: list = dataclasses.field(default_factory=lambda: [0.9, 0.999])
     amp: bool = True
+    frozen_cache: bool | str = "auto"
 
     def needs(self) -> Needs:
         return Needs(frozenset({"images", "text"}), "train_set", prompts=self.prompts)
+
+    def frozen_blocks(self, model: str) -> tuple[int, ...]:
+        """The blocks after which the kind's frozen residual stream is read (none: no cache)."""
+        raise NotImplementedError
+
+    def augmented(self) -> bool:
+        """Whether training changes the images (a cached frozen stream would then be wrong)."""
+        return False
+
+    def cache_view(self, model: str) -> str | None:
+        """The cached frozen view (``raw-b<k>-...``) training starts from on CLIP ``model``, or
+        None when it runs CLIP's frozen blocks itself."""
+        if self.frozen_cache is False or self.augmented():
+            return None
+        blocks = self.frozen_blocks(model)
+        if not blocks:
+            if self.frozen_cache is True:
+                raise ConfigError(
+                    f"{self.kind_name} frozen_cache: no frozen block precedes the first trained "
+                    "one, so there is nothing to cache; set frozen_cache: auto or false"
+                )
+            return None
+        return "-".join(["raw", *(f"b{b}" for b in blocks)])
 
     def check(self) -> None:
         kind = self.kind_name
@@ -676,6 +703,8 @@ class LearnedClipParams(Params):
         for key in ("smooth_sigma", "focal_weight", "dice_weight"):
             if float(getattr(self, key)) < 0:
                 raise ConfigError(f"{kind} {key} must be >= 0, got {getattr(self, key)}")
+        if self.frozen_cache not in (True, False, "auto"):
+            raise ConfigError(f"{kind} frozen_cache must be true, false or auto")
 
     def describe(self, state: dict) -> dict[str, Any]:
         # Per-seed outcomes (the final loss) stay in state.json: seeds must group in the report.
@@ -693,6 +722,7 @@ class LearnedClipParams(Params):
             "lr": float(self.lr),
             "betas": ",".join(f"{float(b):g}" for b in self.betas),
             "amp": bool(self.amp),
+            "frozen_cache": state.get("frozen_cache"),
             "train_categories": ",".join(state.get("train_categories", [])),
         }
 
@@ -705,7 +735,9 @@ class AprilGanParams(LearnedClipParams):
     the sum over taps of each tap's two-class softmax against the text prototypes at
     ``temperature`` 0.01 (CLIP's scale 100); the image score is plain zero-shot CLIP (no
     training reaches it). Loss: focal + dice per tap, summed. Adam, lr 1e-3, betas (0.5, 0.999),
-    batch 8, 3 epochs (the MVTec AD -> VisA recipe; 15 for VisA -> MVTec AD).
+    batch 8, 3 epochs (the MVTec AD -> VisA recipe; 15 for VisA -> MVTec AD). ``mosaic``: the
+    probability that a training image is replaced by a 2×2 mosaic of four images of its class
+    and their masks (VAND's ``aug_rate``, 0.2 on MVTec AD; off by default).
     """
 
     implementation: ClassVar[str] = "iadbench.methods.april_gan:AprilGan"
@@ -714,6 +746,27 @@ class AprilGanParams(LearnedClipParams):
     temperature: float | str = 0.01
     epochs: int = 3
     betas: list = dataclasses.field(default_factory=lambda: [0.5, 0.999])
+    mosaic: float = 0.0
+
+    def frozen_blocks(self, model: str) -> tuple[int, ...]:
+        return resolve_layers(model, self.taps)
+
+    def augmented(self) -> bool:
+        return float(self.mosaic) > 0
+
+    def check(self) -> None:
+        super().check()
+        if not 0.0 <= float(self.mosaic) <= 1.0:
+            raise ConfigError(f"april_gan mosaic must be in [0, 1], got {self.mosaic}")
+        if self.augmented() and self.frozen_cache is True:
+            raise ConfigError(
+                "april_gan mosaic > 0 changes the training images, so their frozen tokens differ "
+                "every time and a frozen-token cache cannot serve them; set frozen_cache: auto "
+                "(off with mosaic) or false"
+            )
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {**super().describe(state), "mosaic": float(self.mosaic)}
 
 
 @dataclass(frozen=True)
@@ -743,6 +796,10 @@ class FeClipParams(LearnedClipParams):
     epochs: int = 9
     batch_size: int = 16
     lr: float = 0.0005
+
+    def frozen_blocks(self, model: str) -> tuple[int, ...]:
+        first = resolve_layers(model, self.taps)[0]  # the stream entering it = block first-1's
+        return (first - 1,) if first > 0 else ()
 
     def check(self) -> None:
         super().check()
@@ -774,6 +831,258 @@ class FeClipParams(LearnedClipParams):
         }
 
 
+# --- multimodal weld inspection (METHODS §6.3) -------------------------------------------------
+
+SENSOR_ENCODERS = ("gru", "mamba")
+SENSOR_NORMS = ("train", "sample")  # as iadbench.data.media.normalise_sensor spells them
+VIEW_AGGREGATES = ("max", "mean")
+# Needs.inputs of each embedding role (photos are images of the run).
+ROLE_INPUTS = {"video": "video", "audio": "audio", "sensor": "sensor", "photo": "images"}
+
+
+def _role_default(*roles: str):
+    """Default ``encoders``: each role read from the encoder entry of the same name."""
+    return dataclasses.field(default_factory=lambda: {role: role for role in roles})
+
+
+def _positive(kind: str, params: Params, *keys: str, integer: bool = False) -> None:
+    for key in keys:
+        value = getattr(params, key)
+        if isinstance(value, bool) or not (int(value) >= 1 if integer else float(value) > 0):
+            raise ConfigError(f"{kind} {key} must be {'>= 1' if integer else '> 0'}, got {value}")
+
+
+@dataclass(frozen=True)
+class MultimodalParams(Params):
+    """What the weld kinds share: ``encoders`` maps each of the kind's roles to a key of the
+    config's ``encoders:``; one fit per dataset on TRAIN normal runs, image-level scores only."""
+
+    kind_name: ClassVar[str] = ""
+    roles: ClassVar[tuple[str, ...]] = ()
+
+    encoders: dict = dataclasses.field(default_factory=dict)
+
+    def needs(self) -> Needs:
+        return Needs(
+            frozenset(ROLE_INPUTS[role] for role in self.roles),
+            "per_category",
+            maps=False,
+            embeddings=tuple((role, self.encoders[role]) for role in self.roles),
+        )
+
+    def check(self) -> None:
+        encoders = self.encoders
+        if (
+            not isinstance(encoders, Mapping)
+            or set(encoders) != set(self.roles)
+            or not all(isinstance(name, str) and name for name in encoders.values())
+        ):
+            raise ConfigError(
+                f"{self.kind_name} encoders must map exactly {', '.join(self.roles)} to keys of "
+                f"encoders:, got {encoders!r}"
+            )
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {"encoders": ",".join(f"{r}={self.encoders[r]}" for r in self.roles)}
+
+
+def _check_optional(kind: str, key: str, value: Any, upper: float | None) -> None:
+    """``None`` or a number in (0, upper)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not float(value) > 0 or (upper and not float(value) < upper):
+        bound = f"in (0, {upper:g})" if upper else "> 0"
+        raise ConfigError(f"{kind} {key} must be null or {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CausalFilmParams(MultimodalParams):
+    """Causal-FiLM (METHODS §6.3): sensor-modulated video/audio process embedding predicts the
+    post-weld photos' embedding; the prediction error is the score.
+
+    ``sensor_encoder``: GRU or a selective-scan (Mamba-style) block of width ``sensor_dim``;
+    ``sensor_norm``: z-score sensor channels with the TRAIN statistics or per run. Loss
+    ``(1 − cos) + l1_weight·L1 + gram_weight·Gram``; score ``(1 − cos) + score_weight · mean of
+    the top score_top_k fraction of |Z − Ẑ|``. AdamW with ``warmup_epochs`` then cosine, ``ema``
+    (null = off), ``grad_clip`` (null = off), AMP on CUDA only; the epoch with the best VAL
+    I-AUROC is kept. Defaults: the reference recipe (lr 2e-5, wd 2e-3, 100 epochs, batch 32,
+    8 warm-up epochs, EMA 0.9999, d 512, 2 layers, 4 heads, GeM p 3, dropout 0.2).
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.multimodal.causal_film:CausalFilm"
+    kind_name: ClassVar[str] = "causal_film"
+    roles: ClassVar[tuple[str, ...]] = ("video", "audio", "sensor", "photo")
+
+    encoders: dict = _role_default("video", "audio", "sensor", "photo")
+    sensor_encoder: str = "gru"
+    sensor_dim: int = 64
+    sensor_norm: str = "train"
+    d_model: int = 512
+    layers: int = 2
+    heads: int = 4
+    gem_p: float = 3.0
+    decoder_dropout: float = 0.2
+    l1_weight: float = 10.0
+    gram_weight: float = 1.0
+    score_weight: float = 10.0
+    score_top_k: float = 0.5
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 2e-5
+    weight_decay: float = 2e-3
+    warmup_epochs: int = 8
+    ema: float | None = 0.9999
+    grad_clip: float | None = 1.0
+    amp: bool = True
+
+    def check(self) -> None:
+        super().check()
+        kind = self.kind_name
+        if self.sensor_encoder not in SENSOR_ENCODERS:
+            raise ConfigError(f"{kind} sensor_encoder must be one of {', '.join(SENSOR_ENCODERS)}")
+        if self.sensor_norm not in SENSOR_NORMS:
+            raise ConfigError(f"{kind} sensor_norm must be one of {', '.join(SENSOR_NORMS)}")
+        _positive(kind, self, "sensor_dim", "d_model", "layers", "heads", "epochs", integer=True)
+        _positive(kind, self, "batch_size", integer=True)
+        _positive(kind, self, "lr")
+        if int(self.d_model) % int(self.heads):
+            raise ConfigError(f"{kind} d_model {self.d_model} is not a multiple of heads")
+        if not float(self.gem_p) >= 1:
+            raise ConfigError(f"{kind} gem_p must be >= 1, got {self.gem_p}")
+        if not 0 <= float(self.decoder_dropout) < 1:
+            raise ConfigError(f"{kind} decoder_dropout must be in [0, 1)")
+        if not 0 < float(self.score_top_k) <= 1:
+            raise ConfigError(f"{kind} score_top_k must be in (0, 1], got {self.score_top_k}")
+        for key in ("l1_weight", "gram_weight", "score_weight", "weight_decay"):
+            if float(getattr(self, key)) < 0:
+                raise ConfigError(f"{kind} {key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= int(self.warmup_epochs) <= int(self.epochs):
+            raise ConfigError(f"{kind} warmup_epochs must be in 0..epochs")
+        _check_optional(kind, "ema", self.ema, 1.0)
+        _check_optional(kind, "grad_clip", self.grad_clip, None)
+
+    def splits_read(self) -> frozenset[str]:
+        return frozenset({"val"})
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {
+            **super().describe(state),
+            "sensor_encoder": self.sensor_encoder,
+            "sensor_norm": self.sensor_norm,
+            "d_model": int(self.d_model),
+            "epochs": int(self.epochs),
+            "lr": float(self.lr),
+            "warmup_epochs": int(self.warmup_epochs),
+            "ema": self.ema,
+            "selection": state.get("selection"),
+        }
+
+
+@dataclass(frozen=True)
+class LateFusionParams(MultimodalParams):
+    """Late fusion of an audio and a video autoencoder (METHODS §6.3, the Intel paper).
+
+    Audio: a Conv1d autoencoder over the audio embedding's frames (``audio_widths``, then
+    ``audio_bottleneck``; published 4×1024 and 48), score = mean per-frame error. Video: an FC
+    autoencoder per frame (``video_widths``; published 512/256/128/64/64, ``video_dropout``
+    0.5), score = max over time of the ``window_s`` moving average of frame errors. Each score is
+    z-scored with the TRAIN runs' mean and std; fused ``w·audio + (1 − w)·video`` with ``w`` fixed
+    or ``val`` (grid 0..1 step 0.01, best VAL I-AUROC). Small widths and epochs by default.
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.multimodal.late_fusion:LateFusion"
+    kind_name: ClassVar[str] = "late_fusion"
+    roles: ClassVar[tuple[str, ...]] = ("audio", "video")
+
+    encoders: dict = _role_default("audio", "video")
+    audio_widths: list = dataclasses.field(default_factory=lambda: [64, 64, 64, 64])
+    audio_bottleneck: int = 16
+    audio_epochs: int = 10
+    audio_lr: float = 1e-4
+    video_widths: list = dataclasses.field(default_factory=lambda: [128, 64, 32, 16, 16])
+    video_dropout: float = 0.5
+    video_epochs: int = 10
+    video_lr: float = 5e-4
+    batch_size: int = 8
+    video_batch_size: int = 256
+    window_s: float = 2.0
+    w: float | str = "val"
+
+    def check(self) -> None:
+        super().check()
+        kind = self.kind_name
+        for key in ("audio_widths", "video_widths"):
+            widths = getattr(self, key)
+            if (
+                not isinstance(widths, list)
+                or not widths
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in widths)
+            ):
+                raise ConfigError(f"{kind} {key} must be a non-empty list of integers >= 1")
+        _positive(kind, self, "audio_bottleneck", "audio_epochs", "video_epochs", integer=True)
+        _positive(kind, self, "batch_size", "video_batch_size", integer=True)
+        _positive(kind, self, "audio_lr", "video_lr", "window_s")
+        if not 0 <= float(self.video_dropout) < 1:
+            raise ConfigError(f"{kind} video_dropout must be in [0, 1)")
+        if self.w != "val" and (isinstance(self.w, (bool, str)) or not 0.0 <= float(self.w) <= 1.0):
+            raise ConfigError(f"{kind} w must be a number in [0, 1] or 'val', got {self.w!r}")
+
+    def splits_read(self) -> frozenset[str]:
+        return frozenset({"val"})
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {
+            **super().describe(state),
+            "w": self.w,
+            "window_s": float(self.window_s),
+            "audio_bottleneck": int(self.audio_bottleneck),
+            "audio_epochs": int(self.audio_epochs),
+            "video_epochs": int(self.video_epochs),
+        }
+
+
+@dataclass(frozen=True)
+class ViewPatchCoreParams(MultimodalParams):
+    """PatchCore on the post-weld photos (METHODS §6.3, image-only baseline).
+
+    Memory bank: the patch tokens of every TRAIN view, reduced by the approximate greedy coreset
+    (``coreset`` fraction, ``projection_dim``, ``n_starts``); view score = max over its patches
+    of the mean distance to the ``num_nn`` nearest bank patches; run score = ``aggregate`` (max
+    or mean) over the run's views.
+    """
+
+    implementation: ClassVar[str] = "iadbench.methods.multimodal.view_patchcore:ViewPatchCore"
+    kind_name: ClassVar[str] = "view_patchcore"
+    roles: ClassVar[tuple[str, ...]] = ("photo",)
+
+    encoders: dict = _role_default("photo")
+    coreset: float = 0.1
+    projection_dim: int = 128
+    n_starts: int = 10
+    num_nn: int = 1
+    knn_backend: str = "auto"
+    aggregate: str = "max"
+
+    def check(self) -> None:
+        super().check()
+        kind = self.kind_name
+        if not 0.0 < float(self.coreset) <= 1.0:
+            raise ConfigError(f"{kind} coreset fraction must be in (0, 1], got {self.coreset}")
+        _positive(kind, self, "projection_dim", "n_starts", "num_nn", integer=True)
+        if self.knn_backend not in KNN_BACKENDS:
+            raise ConfigError(f"{kind} knn_backend must be one of {', '.join(KNN_BACKENDS)}")
+        if self.aggregate not in VIEW_AGGREGATES:
+            raise ConfigError(f"{kind} aggregate must be one of {', '.join(VIEW_AGGREGATES)}")
+
+    def describe(self, state: dict) -> dict[str, Any]:
+        return {
+            **super().describe(state),
+            "bank_size": state.get("bank_size"),
+            "coreset": float(self.coreset),
+            "aggregate": self.aggregate,
+        }
+
+
 PARAMS: dict[str, type[Params]] = {
     "patchcore": PatchCoreParams,
     "padim": PadimParams,
@@ -783,6 +1092,9 @@ PARAMS: dict[str, type[Params]] = {
     "crane": CraneParams,
     "april_gan": AprilGanParams,
     "fe_clip": FeClipParams,
+    "causal_film": CausalFilmParams,
+    "late_fusion": LateFusionParams,
+    "view_patchcore": ViewPatchCoreParams,
 }
 # The kind registry: name -> "module:Class" of the implementation (imported by jobs only).
 KINDS: dict[str, str] = {name: cls.implementation for name, cls in PARAMS.items()}

@@ -65,6 +65,10 @@ class TrainConfig:
     ``amp`` asks for autocast + GradScaler, which the loop applies only on CUDA devices.
     ``schedule="cosine"`` anneals per optimiser step from ``lr`` to 0 over the whole run.
     ``betas``: Adam/AdamW's moment decays (APRIL-GAN trains with 0.5, 0.999).
+    ``warmup_epochs``: linear lr warm-up over that many epochs' steps before the schedule
+    (cosine then anneals over the remaining steps). ``ema``: decay of an exponential moving
+    average of the weights (None = off), which validation, ``best.pt`` and ``last.pt`` then use.
+    ``grad_clip``: maximum global gradient norm (None = no clipping).
     """
 
     epochs: int = 10
@@ -76,6 +80,9 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: int = 0
+    ema: float | None = None
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door, once
@@ -95,6 +102,16 @@ class TrainConfig:
         if not all(b < 1 for b in betas):
             raise _bad("betas", "two numbers in [0, 1)", self.betas)
         set_(self, "betas", betas)
+        set_(self, "warmup_epochs", _as_int("warmup_epochs", self.warmup_epochs, 0))
+        if self.warmup_epochs > self.epochs:
+            raise _bad("warmup_epochs", f"at most epochs ({self.epochs})", self.warmup_epochs)
+        if self.ema is not None:
+            ema = _as_float("ema", self.ema, positive=True)
+            if ema >= 1:
+                raise _bad("ema", "a decay in (0, 1) or null", self.ema)
+            set_(self, "ema", ema)
+        if self.grad_clip is not None:
+            set_(self, "grad_clip", _as_float("grad_clip", self.grad_clip, positive=True))
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> TrainConfig:

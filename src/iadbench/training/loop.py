@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from iadbench.io import atomic_path, save_json
 from iadbench.training.checkpoint import CHECKPOINT_NAME, cpu_state, save_torch
 from iadbench.training.config import TrainConfig
+from iadbench.training.ema import Ema
 from iadbench.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("iadbench.training")
@@ -96,11 +97,19 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 def _fresh_state(
     model: torch.nn.Module, cfg: TrainConfig, total_steps: int, use_amp: bool
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler]:
+) -> tuple[
+    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler, Ema | None
+]:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    return optimizer, scheduler, scaler
+    ema = Ema(model, cfg.ema) if cfg.ema is not None else None
+    return optimizer, scheduler, scaler, ema
+
+
+def _evaluated(model: torch.nn.Module, ema: Ema | None):
+    """Context in which ``model`` holds the weights that are validated (EMA's when on)."""
+    return ema.applied(model) if ema is not None else contextlib.nullcontext()
 
 
 def _better(score: float, best_score: float | None, best_epoch: int | None) -> bool:
@@ -179,14 +188,17 @@ def train_model(
     already on ``device``. ``val_fn(model)`` (higher is better) runs after each epoch in eval
     mode under ``no_grad``; with it the best epoch's weights go to ``best.pt``
     (``selection="val"``), without it there is no ``best.pt``, ``best_epoch`` is None and
-    ``selection="last"``. Epochs are numbered from 0.
+    ``selection="last"``. Epochs are numbered from 0. With ``cfg.ema`` the averaged weights are
+    what ``val_fn`` sees and what ``best.pt`` and ``last.pt`` hold; ``cfg.grad_clip`` clips the
+    global gradient norm (after unscaling, under AMP) before each step.
 
     ``resume_dir`` (see ``resume_dir_for``; None disables resuming) holds ``checkpoint.pt``,
     written after every epoch; a checkpoint with the same ``params_hash`` (and config) is resumed
     from the following epoch, anything else is discarded with a warning. The directory is
     deleted after success. ``on_step(step)`` is called after every optimiser step (1-based global
     count). A non-finite loss raises ``FloatingPointError`` before any output is written. The
-    model is left on ``device``, in eval mode, holding the last epoch's weights.
+    model is left on ``device``, in eval mode, holding the last epoch's weights (averaged ones
+    with EMA).
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_config(cfg)
     device = torch.device(device)
@@ -204,7 +216,7 @@ def train_model(
 
     model.to(device)
     init_state = cpu_state(model)
-    optimizer, scheduler, scaler = _fresh_state(model, cfg, total_steps, use_amp)
+    optimizer, scheduler, scaler, ema = _fresh_state(model, cfg, total_steps, use_amp)
     start_epoch, step = 0, 0
     rows: list[dict[str, Any]] = []
     best_score: float | None = None
@@ -222,6 +234,8 @@ def train_model(
                 scheduler.load_state_dict(ckpt["scheduler"])
                 if ckpt["scaler"]:  # empty when saved by a disabled (CPU) scaler
                     scaler.load_state_dict(ckpt["scaler"])
+                if ema is not None:
+                    ema.load_state_dict(ckpt["ema"])
                 start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
                 rows = list(ckpt["rows"])
                 best_score, best_epoch = ckpt["best_score"], ckpt["best_epoch"]
@@ -230,7 +244,7 @@ def train_model(
             except Exception as exc:  # shape mismatch, missing key...: partial load undone below
                 _discard(ckpt_path, f"does not fit this model/optimiser ({exc})")
                 model.load_state_dict(init_state)
-                optimizer, scheduler, scaler = _fresh_state(model, cfg, total_steps, use_amp)
+                optimizer, scheduler, scaler, ema = _fresh_state(model, cfg, total_steps, use_amp)
                 start_epoch, step, rows = 0, 0, []
                 best_score = best_epoch = best_state = None
         if resumed_from is not None:
@@ -269,8 +283,13 @@ def train_model(
                         f"(step {epoch_steps + 1} of the epoch)"
                     )
                 scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                if ema is not None:
+                    ema.update(model)
                 with warnings.catch_warnings():
                     # GradScaler skips steps with inf gradients; the schedule still advances.
                     warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
@@ -285,11 +304,11 @@ def train_model(
             val_score: float | None = None
             if val_fn is not None:
                 model.eval()
-                with torch.no_grad():
+                with torch.no_grad(), _evaluated(model, ema):
                     val_score = float(val_fn(model))
+                    if _better(val_score, best_score, best_epoch):
+                        best_score, best_epoch, best_state = val_score, epoch, cpu_state(model)
                 model.train()
-                if _better(val_score, best_score, best_epoch):
-                    best_score, best_epoch, best_state = val_score, epoch, cpu_state(model)
             seconds = time.perf_counter() - started
             rows.append(
                 {
@@ -330,9 +349,12 @@ def train_model(
                         "best_score": best_score,
                         "best_epoch": best_epoch,
                         "best_state": best_state,
+                        "ema": ema.state_dict() if ema is not None else None,
                     },
                 )
 
+    if ema is not None:
+        model.load_state_dict(ema.shadow)
     save_torch(out_dir / "last.pt", cpu_state(model))
     if val_fn is not None:
         save_torch(out_dir / "best.pt", best_state)

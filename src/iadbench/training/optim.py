@@ -42,15 +42,20 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=SGD_MOMENTUM, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0) -> float:
     """Multiplier of the base lr for the optimiser step after ``step`` completed steps.
 
-    Cosine goes from 1 at step 0 to 0 after ``total_steps``; the last step itself uses
-    ``(1 + cos(pi * (T - 1) / T)) / 2``, i.e. about ``(pi / 2T)^2``.
+    The first ``warmup_steps`` steps ramp linearly up to 1 (step i uses ``(i + 1) / warmup``), so
+    early updates of a freshly initialised model stay small. Cosine then goes from 1 to 0 over
+    the remaining steps; the last step itself uses ``(1 + cos(pi * (T - 1) / T)) / 2``, i.e.
+    about ``(pi / 2T)^2`` for ``T`` steps after warm-up.
     """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
-    progress = min(step, total_steps) / max(total_steps, 1)
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(step - warmup_steps, span) / span
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -59,6 +64,7 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step scheduler (``scheduler.step()`` after every optimiser step)."""
     schedule = cfg.schedule
+    warmup = cfg.warmup_epochs * total_steps // cfg.epochs
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(schedule, step, total_steps)
+        optimizer, lambda step: lr_factor(schedule, step, total_steps, warmup)
     )
