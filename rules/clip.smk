@@ -1,5 +1,6 @@
 # CLIP encoders' outputs, computed once and shared by every method and grid cell that reads
-# them: visual outputs and window embeddings per (dataset, backbone, category, split), sentence
+# them: visual outputs, frozen streams (every epoch and seed of the trained heads that start
+# from them) and window embeddings per (dataset, backbone, category, split), sentence
 # embeddings per (backbone, prompt set, class name), noisy prototypes per (those, sigma, R,
 # seed). Method options never reach these jobs, except the visual options of a kind's own view
 # (Crane's refined path), which name it.
@@ -28,6 +29,31 @@ rule clip_visual:
         device=config["device"],
     script:
         "../workflow/scripts/clip_visual.py"
+
+
+rule clip_frozen:
+    input:
+        manifest=rules.manifest.output[0],
+    output:
+        tokens=CLIP_FROZEN,
+        meta=CLIP_FROZEN_META,
+    log:
+        log_of("clip_frozen", "{dataset}/{backbone}/{category}/{split}/{view}"),
+    benchmark:
+        benchmark_of("clip_frozen", "{dataset}/{backbone}/{category}/{split}/{view}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        backbone=backbone_cfg,
+        geometry=geometry_cfg,
+        device=config["device"],
+    script:
+        "../workflow/scripts/clip_frozen.py"
 
 
 rule clip_windows:

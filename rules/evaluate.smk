@@ -32,6 +32,7 @@ rule summary:
         maps=score_targets("maps.npy"),
         manifests=manifest_files(),
     output:
+        **cross_dataset_outputs(),
         csv=SUMMARY_CSV,
         md=SUMMARY_MD,
     log:

@@ -10,6 +10,10 @@ EMBEDDINGS = "results/{dataset}/embeddings/{encoder}/{modality}/{category}/{spli
 # (URL-quoted: "metal+nut") and R noisy prototype pairs of that text (sigma as repr(float)).
 CLIP_VISUAL = "results/{dataset}/clip/{backbone}/{category}/{split}/visual-{view}.npz"
 CLIP_WINDOWS = "results/{dataset}/clip/{backbone}/{category}/{split}/windows-{sizes}.npz"
+# The frozen residual stream trained CLIP heads start from ("raw-b<block>-..."): fp16 tokens
+# (memory-mapped by the train jobs) and, beside them, image embeddings, sample order, identity.
+CLIP_FROZEN = "results/{dataset}/clip/{backbone}/{category}/{split}/frozen-{view}.npy"
+CLIP_FROZEN_META = "results/{dataset}/clip/{backbone}/{category}/{split}/frozen-{view}.npz"
 TEXT = "results/text/{backbone}/{prompts}/{class_slug}.npz"
 BAYES_TEXT = (
     "results/text/{backbone}/{prompts}/{class_slug}/bayes-s{sigma}-r{samples}-seed{seed}.npz"
@@ -29,6 +33,8 @@ LATENCY_CSV = "results/summary/latency.csv"
 SWEEP_CSV = "results/summary/cascade_sweep.csv"
 SUMMARY_CSV = "results/summary/metrics.csv"
 SUMMARY_MD = "results/summary/metrics.md"
+CROSS_DATASET_CSV = "results/summary/cross_dataset.csv"
+CROSS_DATASET_MD = "results/summary/cross_dataset.md"
 CROSS_SUMMARY = "results/summary/cross_domain.csv"
 TIMINGS_CSV = "results/summary/timings.csv"
 BENCHMARKS = "results/benchmarks"

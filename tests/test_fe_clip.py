@@ -52,7 +52,7 @@ def test_lambda_zero_reproduces_the_frozen_encoders_tokens():
     encoder = tiny()
     head = fe_clip(lam=0.0).build(encoder)
     images = torch.randn(2, 3, 64, 64)
-    x, grids = head.adapted(images)
+    x, grids = head.adapted(head.frozen(images))
     frozen = encoder.encode_image(images, [1, 3], "raw")
     for grid, ref in zip(grids, frozen.patches):
         assert torch.equal(grid, ref)

@@ -1,6 +1,7 @@
 """FE-CLIP and APRIL-GAN through Snakemake with a tiny random CLIP: trained once on dataset A's
-test split, scored on dataset B, per-epoch loss components logged, B never read by training,
-and the same seed giving the same checkpoint."""
+test split (from its cached frozen stream), scored on dataset B, per-epoch loss components
+logged, B never read by training, the same seed giving the same checkpoint, and the
+cross-dataset table in the summary files."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ def test_both_kinds_train_on_a_and_score_b_with_their_options_recorded(finished)
     assert total.iloc[0] == pytest.approx(fe_log["train_loss"].iloc[0])
     ag_log = pd.read_csv(finished / "results/models/ag/a_test/loss_log.csv")
     assert "loss_cls" not in ag_log.columns  # APRIL-GAN's image score is zero-shot
+    assert macro["frozen_cache"].all()
+    cross = pd.read_csv(finished / "results/summary/cross_dataset.csv")
+    assert sorted(zip(cross["method"], cross["average"])) == [
+        ("ag", "macro"), ("ag", "micro"), ("fe", "macro"), ("fe", "micro")
+    ]  # fmt: skip
+    assert set(cross["train_on"]) == {"a_test"} and set(cross["dataset"]) == {"b"}
+    assert (cross["seeds"] == 1).all() and cross["image_auroc_mean"].between(0, 1).all()
+    table = (finished / "results/summary/cross_dataset.md").read_text()
+    assert "| fe | a_test | b |" in table and "I-AUROC macro" in table
     report = (finished / "results/summary/report.html").read_text()
     assert "Cross-dataset results" in report and "I-AUROC micro" in report
     assert (finished / "results/summary/report_figures/training-loss.png").is_file()
@@ -84,6 +94,7 @@ def train_fe(workdir: Path, out: Path, monkeypatch, epochs: int = 1) -> list[str
     monkeypatch.setattr(images_module, "_open", recording)
     monkeypatch.chdir(workdir)
     geometry = {k: config["datasets"]["a"][k] for k in ("resize", "crop", "mask_threshold")}
+    frozen = "results/a/clip/tiny/brick/test/frozen-raw-b0"  # the stream entering block 1
     train_method(
         "fe",
         config["methods"]["fe"],
@@ -91,7 +102,8 @@ def train_fe(workdir: Path, out: Path, monkeypatch, epochs: int = 1) -> list[str
         "a_test",
         {**config["train_sets"]["a_test"], "categories": ["brick"], "geometry": geometry},
         {"manifest": "results/a/manifest.parquet",
-         "text": ["results/text/tiny/april_gan/brick.npz"]},
+         "text": ["results/text/tiny/april_gan/brick.npz"],
+         "frozen": [f"{frozen}.npz"], "frozen_tokens": [f"{frozen}.npy"]},
         out,
         out.parent / "resume",
         device="cpu",
@@ -105,8 +117,7 @@ def test_training_reads_only_a_and_the_same_seed_gives_the_same_checkpoint(
 ):
     opened = train_fe(finished, tmp_path / "one", monkeypatch)
     a_test = pd.read_parquet(finished / "results/a/manifest.parquet").query("split == 'test'")
-    expected = set(a_test["image_path"]) | set(a_test["mask_path"].dropna())
-    assert set(opened) == expected
+    assert set(opened) == set(a_test["mask_path"].dropna())  # images: their cached stream
     assert not any("datasets/b" in p for p in opened)
     train_fe(finished, tmp_path / "two", monkeypatch)
     one = torch.load(tmp_path / "one/last.pt")

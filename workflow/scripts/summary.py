@@ -1,4 +1,5 @@
-"""Snakemake entry: summary tables (per category, macro mean, micro) for every test result."""
+"""Snakemake entry: summary tables (per category, macro mean, micro) for every test result,
+and the cross-dataset table of the methods trained on a train set."""
 
 from iadbench.logs import logged
 from iadbench.pipeline import summarise_results
@@ -16,3 +17,7 @@ with logged(sm.log[0]):
         fpr_limit=sm.params.fpr_limit,
         grid=sm.params.grid,
     )
+    if "cross_csv" in sm.output.keys():
+        from iadbench.report.training import write_cross_dataset
+
+        write_cross_dataset(sm.output.csv, sm.output.cross_csv, sm.output.cross_md)

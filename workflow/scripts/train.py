@@ -16,6 +16,8 @@ with logged(sm.log[0]):
             "npy": sm.input.get("npy"),
             "index": sm.input.get("index"),
             "text": sm.input.get("text"),
+            "frozen": sm.input.get("frozen"),
+            "frozen_tokens": sm.input.get("frozen_tokens"),
         },
         sm.output.state,
         sm.params.resume_root,

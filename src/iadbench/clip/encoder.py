@@ -40,6 +40,15 @@ class VisualOutputs:
     blocks: tuple[int, ...]  # resolved 0-based block indices, in depth order
 
 
+@dataclass(frozen=True)
+class FrozenStream:
+    """What a trained head starts from: the frozen residual stream at some blocks, which is
+    the same every epoch (no augmentation), so it can be computed once and cached."""
+
+    tokens: torch.Tensor  # (B, T, 1 + h*w, width): the stream after each block, CLS first
+    cls: torch.Tensor | None  # (B, D): the image embedding, when the pass ran to the end
+
+
 def interpolate_positional_embedding(
     pos: torch.Tensor, grid_from: tuple[int, int], grid_to: tuple[int, int], mode: str = "bilinear"
 ) -> torch.Tensor:
@@ -148,6 +157,25 @@ class ClipEncoder:
         if self.visual.transformer.batch_first:
             return block(x)
         return block(x.transpose(0, 1)).transpose(0, 1)
+
+    def stream_start(self, batch: torch.Tensor) -> torch.Tensor:
+        """The residual stream entering block 0: ``ln_pre`` of [CLS] + patches + positions."""
+        return self.visual.ln_pre(self._embedded(batch))
+
+    @torch.no_grad()
+    def frozen_stream(
+        self, batch: torch.Tensor, blocks: Sequence[int], final: bool = True
+    ) -> FrozenStream:
+        """The residual stream after each of ``blocks`` (resolved, 0-based) and, with
+        ``final``, the image embedding (the pass then runs every block, else stops early)."""
+        resblocks = self.visual.transformer.resblocks
+        stop = len(resblocks) if final else max(blocks) + 1
+        x, kept = self.stream_start(batch), []
+        for i in range(stop):
+            x = self.run_block(resblocks[i], x)
+            if i in blocks:
+                kept.append(x)
+        return FrozenStream(torch.stack(kept, dim=1), self._project(x[:, 0]) if final else None)
 
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.visual.ln_post(tokens) @ self.visual.proj

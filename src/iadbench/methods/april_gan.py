@@ -9,29 +9,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from iadbench.clip.encoder import ClipEncoder
+from iadbench.clip.encoder import ClipEncoder, FrozenStream
 from iadbench.methods.clip_trained import ClipHead, TrainedClip
 from iadbench.methods.kinds import AprilGanParams
 
 
 class AprilGanHead(ClipHead):
     """One ``Linear(width -> embed dim)`` per tap; maps summed over taps, upsampled with
-    ``align_corners=True`` as the official code does."""
+    ``align_corners=True`` as the official code does. Everything before the linear layers is
+    frozen: the raw tokens at the taps and the image embedding."""
 
     align_corners = True
     tap_reduce = "sum"
 
     def __init__(self, encoder: ClipEncoder, taps, temperature: float | str) -> None:
         super().__init__(encoder, temperature)
-        self.taps = encoder.resolve_blocks(taps)
+        self.taps = self.frozen_blocks = encoder.resolve_blocks(taps)
         visual = encoder.visual
         width, dim = visual.conv1.out_channels, visual.proj.shape[1]
         self.linear = nn.ModuleList(nn.Linear(width, dim) for _ in self.taps)
 
-    def forward(self, images: torch.Tensor, protos: torch.Tensor):
-        out = self.encoder.encode_image(images, list(self.taps), "raw")  # no_grad: frozen
-        taps = [self.two_class(lin(t.float()), protos) for lin, t in zip(self.linear, out.patches)]
-        return self.image_logits(out.cls, protos), taps
+    def frozen(self, images: torch.Tensor) -> FrozenStream:
+        return self.encoder.frozen_stream(images, self.taps)
+
+    def from_frozen(self, frozen: FrozenStream, protos: torch.Tensor):
+        h, w = self.encoder.grid
+        patches = frozen.tokens[:, :, 1:].float().unflatten(2, (h, w))  # (B, T, h, w, width)
+        taps = [self.two_class(lin(patches[:, i]), protos) for i, lin in enumerate(self.linear)]
+        return self.image_logits(frozen.cls, protos), taps
 
 
 class AprilGan(TrainedClip):

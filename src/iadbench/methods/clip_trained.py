@@ -2,9 +2,12 @@
 
 A kind supplies a head (:class:`ClipHead`): an ``nn.Module`` whose registered parameters are
 exactly what trains, holding the frozen CLIP outside its state dict (so checkpoints stay small
-and ``model.train()`` never switches CLIP out of eval mode). Training reads every category of
-the train set (images, masks and the text prototypes of its class name) and nothing else;
-scoring reads the target category's images and its own text prototypes.
+and ``model.train()`` never switches CLIP out of eval mode). A head's forward pass is its
+frozen part (:meth:`ClipHead.frozen`) then its trained part (:meth:`ClipHead.from_frozen`), so
+training can start from a cached frozen stream (:mod:`iadbench.clip.frozen`) and stay the same
+computation. Training reads every category of the train set (images or their cached stream,
+masks and the text prototypes of its class name) and nothing else; scoring reads the target
+category's images and its own text prototypes.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from iadbench.clip.encoder import ClipEncoder, prototypes
+from iadbench.clip.encoder import ClipEncoder, FrozenStream, prototypes
 from iadbench.clip.outputs import image_batches, load_encoder
+from iadbench.clip.train_data import FrozenSet, ImageSet
 from iadbench.data.images import Geometry, load_image, load_mask
 from iadbench.device import resolve_device
 from iadbench.errors import CacheError
-from iadbench.features.extract import _normalise
 from iadbench.io import save_json
 from iadbench.methods.base import Method, MethodInputs, load_state
 from iadbench.training import TrainConfig, load_weights, train_model
@@ -34,10 +37,13 @@ SCORE_BATCH = 16
 
 class ClipHead(nn.Module):
     """Base of a trainable head on a frozen CLIP. ``forward(images, protos)`` returns
-    ``(image_logits (B, 2), tap_logits [(B, 2, h, w)...])``, logits already divided by τ."""
+    ``(image_logits (B, 2), tap_logits [(B, 2, h, w)...])``, logits already divided by τ.
+    ``frozen_blocks``: the blocks whose output stream :meth:`frozen` returns (and a cache holds).
+    """
 
     align_corners = False
     tap_reduce = "mean"
+    frozen_blocks: tuple[int, ...] = ()
 
     def __init__(self, encoder: ClipEncoder, temperature: float | str) -> None:
         super().__init__()
@@ -52,6 +58,17 @@ class ClipHead(nn.Module):
     @property
     def encoder(self) -> ClipEncoder:
         return self._frozen[0]
+
+    def frozen(self, images: torch.Tensor) -> FrozenStream:
+        """What no training changes: the same for an image every epoch (without augmentation)."""
+        raise NotImplementedError
+
+    def from_frozen(self, frozen: FrozenStream, protos: torch.Tensor):
+        """The trained part, from :meth:`frozen`'s output or a cached copy of it."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, protos: torch.Tensor):
+        return self.from_frozen(self.frozen(images), protos)
 
     def logit_scale(self) -> torch.Tensor | float:
         return self.log_scale.exp() if self.learned else self.scale
@@ -80,20 +97,6 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
     return (1.0 - (2.0 * inter + smooth) / (total + smooth)).mean()
 
 
-class _Labelled(torch.utils.data.Dataset):
-    """Geometry-applied images with their masks and each image's class (prototype) index."""
-
-    def __init__(self, images, masks, classes, preprocessing) -> None:
-        self.images, self.masks, self.classes, self.pp = images, masks, classes, preprocessing
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        image = _normalise([self.images[i]], self.pp)[0]
-        return image, torch.from_numpy(self.masks[i]).float(), self.classes[i]
-
-
 def class_prototypes(inputs: MethodInputs) -> torch.Tensor:
     """(2, D) unit prototypes of a category's cached sentence embeddings (APRIL-GAN's way)."""
     text = inputs.cached.get("text")
@@ -116,8 +119,12 @@ class TrainedClip(Method):
 
     def _loss(self, head: ClipHead, protos: torch.Tensor, batch) -> dict[str, torch.Tensor]:
         p = self.params
-        images, masks, classes = batch
-        image_logits, taps = head(images, protos.to(images.device)[classes])
+        inputs, masks, classes = batch
+        protos = protos.to(masks.device)[classes]
+        if isinstance(inputs, dict):  # the cached frozen stream
+            image_logits, taps = head.from_frozen(FrozenStream(**inputs), protos)
+        else:
+            image_logits, taps = head(inputs, protos)
         size = masks.shape[-2:]
         focal = dice = masks.new_zeros(())
         for logits in taps:
@@ -136,22 +143,45 @@ class TrainedClip(Method):
             total = total + cls_weight * parts["cls"]
         return {"loss": total, **parts}
 
+    def _cached(self, parts: list[MethodInputs], head: ClipHead) -> list | None:
+        """Each part's cached frozen stream when training starts from it, else None."""
+        view = self.params.cache_view(parts[0].backbone["model"])
+        files = [part.cached.get("frozen") for part in parts]
+        if view is None:
+            return None
+        if any(f is None for f in files):
+            raise CacheError(
+                f"{self.kind} frozen_cache is on ({view}) but no cached frozen stream was given"
+            )
+        if any(f.blocks != head.frozen_blocks for f in files):
+            raise CacheError(f"cached frozen blocks are not the head's {head.frozen_blocks}")
+        return files
+
     def train(self, parts: list[MethodInputs], out_dir: Path, resume_dir: Path) -> dict:
         backbone = parts[0].backbone
         geometry = Geometry.from_config(parts[0].dataset)
         threshold = int(parts[0].dataset.get("mask_threshold", 0))
-        images, masks, classes, protos = [], [], [], []
+        head = self._head(backbone)
+        frozen = self._cached(parts, head)
+        images, where, masks, classes, protos = [], [], [], [], []
         for c, part in enumerate(parts):
             protos.append(class_prototypes(part))
+            if frozen is not None:
+                rows = frozen[c].rows(part.index["sample_id"].tolist(), f"{self.kind} training")
+                where += [(c, r) for r in rows]
             for row in part.index.itertuples():
-                images.append(geometry.image(load_image(row.image_path)))
+                if frozen is None:
+                    images.append(geometry.image(load_image(row.image_path)))
                 if not isinstance(row.mask_path, str):  # normal image: no mask file
                     masks.append(np.zeros((geometry.crop, geometry.crop), bool))
                 else:
                     masks.append(geometry.mask(load_mask(row.mask_path, threshold)))
                 classes.append(c)
-        head = self._head(backbone)
-        data = _Labelled(images, masks, classes, head.encoder.preprocessing)
+        if frozen is None:
+            mosaic_p = float(getattr(self.params, "mosaic", 0.0))
+            data = ImageSet(images, masks, classes, head.encoder.preprocessing, mosaic_p)
+        else:
+            data = FrozenSet(frozen, where, masks, classes)
         protos_t = torch.stack(protos)
         device = resolve_device(self.device)
         summary = train_model(
@@ -171,7 +201,8 @@ class TrainedClip(Method):
             "weights": head.encoder.weights.identity,
             "taps": list(head.taps),
             "train_categories": categories,
-            "n_train_images": len(images),
+            "frozen_cache": frozen is not None,
+            "n_train_images": len(masks),
             "n_train_anomalous": int(sum(m.any() for m in masks)),
             **summary,
         }

@@ -13,17 +13,20 @@ import torch
 from torch import nn
 
 from iadbench.clip.adapters import FrequencyAdapter
-from iadbench.clip.encoder import ClipEncoder
+from iadbench.clip.encoder import ClipEncoder, FrozenStream
 from iadbench.methods.clip_trained import ClipHead, TrainedClip
 from iadbench.methods.kinds import FeClipParams
 
 
 class FeClipHead(ClipHead):
-    """Adapters at ``taps`` plus ``fc_patch``; maps averaged over taps."""
+    """Adapters at ``taps`` plus ``fc_patch``; maps averaged over taps. The frozen part is the
+    residual stream entering the first adapted block (the output of the block before it)."""
 
     def __init__(self, encoder: ClipEncoder, p: FeClipParams) -> None:
         super().__init__(encoder, p.temperature)
         self.taps = encoder.resolve_blocks(p.taps)
+        self.start = self.taps[0]
+        self.frozen_blocks = (self.start - 1,) if self.start > 0 else ()
         visual = encoder.visual
         width, dim = visual.conv1.out_channels, visual.proj.shape[1]
         self.adapters = nn.ModuleList(
@@ -38,23 +41,29 @@ class FeClipHead(ClipHead):
     def lr_multipliers(self) -> dict[str, float]:
         return {"fc_patch.": self.fc_mult}
 
-    def adapted(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def frozen(self, images: torch.Tensor) -> FrozenStream:
+        if self.frozen_blocks:
+            return self.encoder.frozen_stream(images, self.frozen_blocks, final=False)
+        with torch.no_grad():
+            return FrozenStream(self.encoder.stream_start(images)[:, None], None)
+
+    def adapted(self, frozen: FrozenStream) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(final tokens (B, 1 + h*w, width), fused patch grids at the taps (B, h, w, width))."""
         v = self.encoder.visual
-        x = v.ln_pre(self.encoder._embedded(images))
+        x = frozen.tokens[:, 0].to(v.conv1.weight.dtype)
         h, w = self.encoder.grid
         grids, adapter = [], iter(self.adapters)
-        for i, block in enumerate(v.transformer.resblocks):
-            x = self.encoder.run_block(block, x)
+        for i in range(self.start, len(v.transformer.resblocks)):
+            x = self.encoder.run_block(v.transformer.resblocks[i], x)
             if i in self.taps:
                 grid = next(adapter)(x[:, 1:].reshape(x.shape[0], h, w, -1))
                 grids.append(grid)
                 x = torch.cat([x[:, :1], grid.reshape(x.shape[0], h * w, -1)], dim=1)
         return x, grids
 
-    def forward(self, images: torch.Tensor, protos: torch.Tensor):
+    def from_frozen(self, frozen: FrozenStream, protos: torch.Tensor):
         v = self.encoder.visual
-        x, grids = self.adapted(images)
+        x, grids = self.adapted(frozen)
         taps = [self.two_class(self.fc_patch(v.ln_post(g)), protos) for g in grids]
         return self.image_logits(v.ln_post(x[:, 0]) @ v.proj, protos), taps
 

@@ -1,4 +1,4 @@
-"""CLIP steps: cached visual views, window embeddings and sentence embeddings."""
+"""CLIP steps: cached visual views, frozen streams, window embeddings and sentence embeddings."""
 
 from __future__ import annotations
 
@@ -75,6 +75,48 @@ def make_visual(
         arrays, sources = encode_crane(encoder, batches, options, guide)
         meta.update(grid=list(arrays["tokens"].shape[2:4]), sources=sources)
     save_arrays(out, {"sample_id": rows["sample_id"].to_numpy(str), **arrays}, meta)
+
+
+def make_frozen(
+    manifest: str | Path,
+    category: str,
+    split: str,
+    backbone_cfg: Mapping[str, Any],
+    geometry: Mapping[str, Any],
+    view: str,
+    tokens_out: str | Path,
+    meta_out: str | Path,
+    device: str = "auto",
+) -> None:
+    """The frozen residual stream (``raw-b<k>-...``) of one (category, split) that trained
+    CLIP heads start from (:mod:`iadbench.clip.frozen`)."""
+    from iadbench.clip.frozen import frozen_identity, write_frozen
+    from iadbench.clip.outputs import parse_view
+
+    token_path, blocks = parse_view(view)
+    if token_path != "raw" or not blocks:
+        raise CacheError(f"a frozen stream is a raw view with blocks, not {view!r}")
+    rows, encoder, batches = _encoder_and_batches(
+        manifest, category, split, backbone_cfg, geometry, device, f"frozen-{view}"
+    )
+    meta = {
+        "identity": frozen_identity(backbone_cfg, geometry, view),
+        "grid": list(encoder.grid),
+        "category": category,
+        "split": split,
+    }
+    ids = rows["sample_id"].astype(str).tolist()
+    write_frozen(encoder, batches, blocks, ids, tokens_out, meta_out, meta)
+
+
+def cached_frozen(
+    tokens: str | Path, meta: str | Path, backbone_cfg: Mapping[str, Any], geometry: Mapping
+):
+    """A train job's cached frozen stream, checked against its backbone and geometry."""
+    from iadbench.clip.frozen import frozen_identity, open_frozen
+
+    view = Path(meta).stem.removeprefix("frozen-")
+    return open_frozen(tokens, meta, frozen_identity(backbone_cfg, geometry, view))
 
 
 def make_windows(

@@ -139,8 +139,10 @@ def train_method(
     """Train one method once on a named train set (all its categories) into ``out_dir``.
 
     ``train_set`` is the config entry with its categories resolved and its dataset's
-    ``geometry``. Resume state lives under ``resume_root``, keyed by a hash of everything that
-    shapes the training, so an interrupted job continues and a changed config starts afresh.
+    ``geometry``; ``files`` may name each category's cached frozen stream (``frozen``: the
+    ``.npz``, ``frozen_tokens``: the ``.npy``). Resume state lives under ``resume_root``, keyed
+    by a hash of everything that shapes the training, so an interrupted job continues and a
+    changed config starts afresh.
     """
     from iadbench.methods import build_method
     from iadbench.training import resume_dir_for
@@ -149,6 +151,7 @@ def train_method(
     categories = list(train_set["categories"])
     npys, indexes = list(files.get("npy") or []), list(files.get("index") or [])
     texts = list(files.get("text") or [])
+    frozen = list(zip(files.get("frozen_tokens") or [], files.get("frozen") or []))
     parts = []
     for i, category in enumerate(categories):
         part_files = {"manifest": files["manifest"]}
@@ -166,6 +169,13 @@ def train_method(
                 train_set["split"],
             )
         )
+        if frozen:
+            from iadbench.pipeline.clip import cached_frozen
+
+            tokens, meta = frozen[i]
+            parts[-1].cached["frozen"] = cached_frozen(
+                tokens, meta, backbone_cfg, train_set["geometry"]
+            )
     shaping = {"method": method_cfg, "backbone": backbone_cfg, "train_set": train_set}
     resume_dir = resume_dir_for(resume_root, method_name, train_set_name, params=shaping)
     log.info(

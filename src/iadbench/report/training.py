@@ -1,7 +1,8 @@
 """Trained methods in the report: the cross-dataset table and the per-epoch loss curves.
 
 The table reads the summary only (rows whose method has a ``train_on``); the curves read each
-trained model's ``loss_log.csv`` (written by :mod:`iadbench.training.loop`).
+trained model's ``loss_log.csv`` (written by :mod:`iadbench.training.loop`). The summary step
+also writes the table as ``cross_dataset.csv`` (numbers) and ``.md``, for readers of files.
 """
 
 from __future__ import annotations
@@ -13,40 +14,91 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from iadbench.errors import CacheError
+from iadbench.io import save_text
 
 from .figures import new_figure
 from .html import Page, table
-from .summary import has_values, mean_std
+from .summary import has_values, load_summary, mean_std, metric_cols
 
 CROSS_METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"))
+CROSS_KEYS = ["method", "train_on", "dataset"]
+CROSS_CAPTION = (
+    "Cross-dataset results, %: trained once on a train set, scored on another dataset. "
+    "Macro (mean over categories) is the headline; micro pools every image/pixel."
+)
 
 
-def cross_dataset_table(summary: pd.DataFrame) -> str | None:
-    """Train set × target dataset, macro and micro side by side (mean ± std over seeds)."""
+def _cross_groups(summary: pd.DataFrame):
+    """((method, train set, dataset), macro/micro rows over seeds) of the trained methods; the
+    method is the grid's base entry, so its seeds fall in one group."""
     if not has_values(summary, "train_on"):
-        return None
+        return []
     trained = summary[summary["train_on"].notna() & summary["average"].isin(["macro", "micro"])]
     name = trained["base"].fillna(trained["method"]) if "base" in trained else trained["method"]
-    trained = trained.assign(config=name)
+    return list(trained.assign(method=name).groupby(CROSS_KEYS, sort=True))
+
+
+def _seeds(group: pd.DataFrame) -> int:
+    return int(group["seed"].nunique()) if has_values(group, "seed") else 1
+
+
+def cross_dataset_frame(summary: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per (method, train set, dataset, macro | micro): every metric's mean and sample
+    std over seeds (fractions, as in ``metrics.csv``; std n/a with one seed)."""
     records = []
-    for (config, train_on, dataset), group in trained.groupby(
-        ["config", "train_on", "dataset"], sort=True
-    ):
-        record = {"method": config, "trained on": train_on, "scored on": dataset}
+    for (method, train_on, dataset), group in _cross_groups(summary):
+        for average in ("macro", "micro"):
+            rows = group[group["average"] == average]
+            record = {"method": method, "train_on": train_on, "dataset": dataset}
+            record.update(average=average, seeds=_seeds(group))
+            for col in metric_cols(rows):
+                values = pd.to_numeric(rows[col], errors="coerce")
+                record[f"{col}_mean"], record[f"{col}_std"] = values.mean(), values.std(ddof=1)
+            records.append(record)
+    return pd.DataFrame(records) if records else None
+
+
+def cross_dataset_display(summary: pd.DataFrame) -> pd.DataFrame | None:
+    """Train set × target dataset, macro and micro side by side (mean ± std over seeds, %)."""
+    records = []
+    for (method, train_on, dataset), group in _cross_groups(summary):
+        record = {"method": method, "trained on": train_on, "scored on": dataset}
         for col, label in CROSS_METRICS:
             if col not in group:
                 continue
             for average in ("macro", "micro"):
                 record[f"{label} {average}"] = mean_std(group.loc[group["average"] == average, col])
-        record["seeds"] = int(group["seed"].nunique()) if "seed" in group else 1
+        record["seeds"] = _seeds(group)
         records.append(record)
-    frame = pd.DataFrame(records)
+    return pd.DataFrame(records).astype(str) if records else None
+
+
+def cross_dataset_table(summary: pd.DataFrame) -> str | None:
+    """The report's cross-dataset table (see :func:`cross_dataset_display`)."""
+    frame = cross_dataset_display(summary)
+    if frame is None:
+        return None
     numeric = [c for c in frame.columns if c.endswith(("macro", "micro"))]
-    caption = (
-        "Cross-dataset results, %: trained once on a train set, scored on another dataset. "
-        "Macro (mean over categories) is the headline; micro pools every image/pixel."
-    )
-    return table(frame.astype(str), caption, numeric=numeric)
+    return table(frame, CROSS_CAPTION, numeric=numeric)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---:" if c.endswith(("macro", "micro")) else "---" for c in frame) + "|"
+    body = ["| " + " | ".join(row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def write_cross_dataset(summary_csv: str | Path, csv_out: str | Path, md_out: str | Path) -> None:
+    """``cross_dataset.csv`` (means and stds per average) and its Markdown table, from the
+    summary; a note instead of a table when no trained method has a result yet."""
+    summary = load_summary(summary_csv)
+    numbers, shown = cross_dataset_frame(summary), cross_dataset_display(summary)
+    columns = [*CROSS_KEYS, "average", "seeds"]
+    numbers = numbers if numbers is not None else pd.DataFrame(columns=columns)
+    save_text(csv_out, numbers.to_csv(index=False, float_format="%.6f"))
+    body = _markdown(shown) if shown is not None else "No method trained on a train set.\n"
+    save_text(md_out, f"{CROSS_CAPTION}\n\n{body}")
 
 
 def load_loss_logs(models: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
