@@ -21,6 +21,7 @@ CONFIGS = [
     "config/examples/zero_shot.yaml",
     "config/examples/crane.yaml",
     "config/examples/fe_clip_cross.yaml",
+    "config/examples/welding.yaml",
 ]
 
 
