@@ -104,9 +104,10 @@ def has_values(frame: pd.DataFrame, col: str) -> bool:
 
 
 def backbone_label(frame: pd.DataFrame) -> pd.Series:
-    """The architecture when known (``backbone_model``), else the backbone config name."""
+    """The architecture when known (``backbone_model``), else the backbone config name, else
+    the encoders of a multimodal method (``role=encoder,...``)."""
     label = pd.Series("?", index=frame.index, dtype=object)
-    for col in ("backbone", "backbone_model"):
+    for col in ("encoders", "backbone", "backbone_model"):
         if col in frame.columns:
             label = frame[col].astype(object).where(frame[col].notna(), label)
     return label.astype(str)

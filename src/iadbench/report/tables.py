@@ -25,10 +25,15 @@ from .summary import (
 def _eval_size(frame: pd.DataFrame) -> pd.Series:
     if "eval_height" not in frame.columns or "eval_width" not in frame.columns:
         return pd.Series("n/a", index=frame.index)
+    no_maps = (
+        frame["pixel_auroc"].isna()
+        if "pixel_auroc" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
     return pd.Series(
         [
-            f"{int(h)}×{int(w)}" if pd.notna(h) and pd.notna(w) else "varies"
-            for h, w in zip(frame["eval_height"], frame["eval_width"])
+            f"{int(h)}×{int(w)}" if pd.notna(h) and pd.notna(w) else "no maps" if m else "varies"
+            for h, w, m in zip(frame["eval_height"], frame["eval_width"], no_maps)
         ],
         index=frame.index,
     )
