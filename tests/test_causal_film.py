@@ -1,9 +1,11 @@
 """Causal-FiLM: FiLM identity, a causal selective scan, training that learns, VAL-only selection,
-determinism, and the loop's EMA / warm-up / clipping (synthetic in-memory embeddings)."""
+determinism, the CLIP text anchor, and the loop's EMA / warm-up / clipping (synthetic in-memory
+embeddings, a tiny random CLIP)."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from iadbench.clip.encoder import ClipEncoder
 from iadbench.errors import CacheError, ConfigError
 from iadbench.features.embeddings import INDEX_COLUMNS, EmbeddingSet
 from iadbench.methods.base import MethodInputs
@@ -39,6 +42,8 @@ TINY = {
     "ema": None,
     "seed": 0,
 }
+CLIP_TINY = {"model": "clip_tiny", "weights": "random", "seed": 0}
+ANCHOR = {"prompt": "a normal weld", "weight": 0.1}
 
 
 def make_store(runs: list[tuple[str, int, list[np.ndarray]]], split: str, role: str, **meta):
@@ -111,10 +116,11 @@ def fit_inputs(weld) -> MethodInputs:
     return MethodInputs(index=weld["train"][0], rows=rows, cached={"embeddings": stores})
 
 
-def fit(weld, tmp: Path, **overrides) -> tuple[CausalFilm, Path, dict]:
+def fit(weld, tmp: Path, backbone=None, **overrides) -> tuple[CausalFilm, Path, dict]:
     method = CausalFilm({**TINY, **overrides}, device="cpu")
     state_dir = tmp / "state"
-    return method, state_dir, method.fit(fit_inputs(weld), state_dir)
+    inputs = dataclasses.replace(fit_inputs(weld), backbone=backbone)
+    return method, state_dir, method.fit(inputs, state_dir)
 
 
 def test_film_starts_as_the_identity():
@@ -249,12 +255,74 @@ def test_sensor_norm_and_mamba_are_used(weld, tmp_path):
         ({"ema": 1.0}, "ema"),
         ({"score_top_k": 0}, "score_top_k"),
         ({"warmup_epochs": 5, "epochs": 3}, "warmup_epochs"),
-        ({"text_anchor": 0.1}, "unknown key"),
+        ({"text_anchor": 0.1}, r"text_anchor must be null or \{prompt, weight\}"),
+        ({"text_anchor": {"prompt": "a normal weld"}}, r"null or \{prompt, weight\}"),
+        ({"text_anchor": {**ANCHOR, "temperature": 1}}, r"null or \{prompt, weight\}"),
+        ({"text_anchor": {**ANCHOR, "prompt": "  "}}, "text_anchor.prompt must be a non-empty"),
+        ({"text_anchor": {**ANCHOR, "prompt": 3}}, "text_anchor.prompt must be a non-empty"),
+        ({"text_anchor": {**ANCHOR, "weight": 0}}, "text_anchor.weight must be a number > 0"),
+        ({"text_anchor": {**ANCHOR, "weight": True}}, "text_anchor.weight must be a number"),
+        ({"text_anchor": {**ANCHOR, "weight": "0.1"}}, "text_anchor.weight must be a number"),
+        ({"text_anchor_weight": 0.1}, "unknown key"),
     ],
 )
 def test_bad_parameters_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
         params_of({**TINY, **change})
+
+
+def test_text_anchor_trains_with_its_own_loss_column_and_scores_without_it(
+    weld, tmp_path, monkeypatch
+):
+    calls = []
+    encode_text = ClipEncoder.encode_text
+
+    def counted(self, sentences, batch_size=256):
+        calls.append(list(sentences))
+        return encode_text(self, sentences, batch_size)
+
+    monkeypatch.setattr(ClipEncoder, "encode_text", counted)
+    _, plain_dir, _ = fit(weld, tmp_path / "plain")
+    method, state_dir, state = fit(weld, tmp_path / "anchor", CLIP_TINY, text_anchor=ANCHOR)
+    assert calls == [["a normal weld"]]  # once per fit, not per step
+    assert state["text_anchor"] == {
+        **ANCHOR, "clip": "clip_tiny:random:seed=0", "dim": 32}  # fmt: skip
+    assert json.loads((state_dir / "state.json").read_text())["text_anchor"] == state["text_anchor"]
+    with open(state_dir / "loss_log.csv") as fh:
+        log = list(csv.DictReader(fh))
+    assert all(0.0 <= float(row["loss_text"]) <= 2.0 for row in log)
+    with open(plain_dir / "loss_log.csv") as fh:
+        assert "loss_text" not in next(csv.DictReader(fh))
+
+    plain = torch.load(plain_dir / "last.pt", weights_only=True)
+    anchored = torch.load(state_dir / "last.pt", weights_only=True)
+    assert set(anchored) - set(plain) == {"to_text.weight", "to_text.bias"}
+    assert anchored["to_text.weight"].shape == (32, 16)
+    assert any(not torch.equal(plain[k], anchored[k]) for k in plain)
+
+    index, stores = weld["test"]
+    scores, _, _ = method.score(
+        state_dir, MethodInputs(index, cached={"embeddings": stores}), (8, 8)
+    )
+    assert scores.shape == (16,) and np.isfinite(scores).all()
+    best = torch.load(state_dir / "best.pt", weights_only=True)
+    torch.save({**best, "to_text.weight": torch.randn(32, 16)}, state_dir / "best.pt")
+    again, _, _ = method.score(
+        state_dir, MethodInputs(index, cached={"embeddings": stores}), (8, 8)
+    )
+    assert np.array_equal(again, scores)  # the score has no text term
+    row = method.params.describe(state)
+    assert row["text_anchor"] == "0.1:a normal weld"
+    assert row["text_anchor_clip"] == "clip_tiny:random:seed=0"
+    assert params_of(TINY).describe({})["text_anchor"] is None
+
+
+def test_a_text_anchor_without_a_clip_backbone_is_refused_by_the_fit(weld, tmp_path):
+    with pytest.raises(ConfigError, match="text_anchor needs backbone"):
+        fit(weld, tmp_path / "none", text_anchor=ANCHOR, epochs=1)
+    lite = {"model": "efficientnet_lite0", "weights": "random"}
+    with pytest.raises(ConfigError, match="not a CLIP"):
+        fit(weld, tmp_path / "cnn", lite, text_anchor=ANCHOR, epochs=1)
 
 
 def test_needs_name_the_embeddings_per_role():

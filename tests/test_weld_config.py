@@ -59,3 +59,41 @@ def test_a_multimodal_kind_on_an_image_dataset_is_refused():
     cfg["methods"]["late_fusion"]["datasets"] = ["images"]
     with pytest.raises(ConfigError, match=r"dataset .images. \(mvtec\) has no \w+ files"):
         prepared(cfg)
+
+
+def anchored(**method) -> dict:
+    """The example with a tiny random CLIP under backbones: and causal_film's entry changed."""
+    cfg = copy.deepcopy(EXAMPLE)
+    cfg["backbones"]["clip_tiny"] = {"model": "clip_tiny", "weights": "random"}
+    cfg["methods"]["causal_film"].update(method)
+    return cfg
+
+
+def test_a_text_anchor_with_a_clip_backbone_prepares():
+    anchor = {"prompt": "a normal weld", "weight": 0.1}
+    cfg = prepared(anchored(text_anchor=anchor, backbone="clip_tiny"))
+    assert cfg["methods"]["causal_film"]["text_anchor"] == anchor
+    assert prepared(EXAMPLE)["methods"]["causal_film"]["text_anchor"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ({"text_anchor": {"prompt": "a normal weld", "weight": 0.1}}, "text_anchor needs backbone"),
+        (
+            {"text_anchor": {"prompt": "a normal weld", "weight": 0.1}, "backbone": "lite0"},
+            "backbone 'lite0' is efficientnet_lite0, not a CLIP model",
+        ),
+        (
+            {"text_anchor": {"prompt": "a normal weld", "weight": 0.1}, "backbone": "nope"},
+            "backbone 'nope' is not defined under backbones",
+        ),
+        ({"backbone": "clip_tiny"}, "drop backbone: or set text_anchor"),
+        ({"text_anchor": {"prompt": "", "weight": 0.1}, "backbone": "clip_tiny"}, "text_anchor"),
+        ({"text_anchor": {"prompt": "a normal weld", "weight": -1}}, "text_anchor"),
+        ({"text_anchor": {"prompt": "a normal weld"}, "backbone": "clip_tiny"}, "text_anchor"),
+    ],
+)
+def test_a_text_anchor_needs_a_clip_backbone_and_a_backbone_needs_a_text_anchor(method, message):
+    with pytest.raises(ConfigError, match=rf"causal_film.*{message}|{message}.*causal_film"):
+        prepared(anchored(**method))

@@ -373,14 +373,19 @@ def _check_method(config: dict, name: str, method: dict) -> None:
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"method {name!r}: {exc}") from None
     backbone = method.get("backbone")
-    if needs.inputs & ENCODED:
+    # causal_film's text anchor: the fit encodes its prompt with this CLIP entry's text tower
+    anchored = getattr(params, "text_anchor", None) is not None
+    if anchored and backbone is None:
+        raise ConfigError(f"method {name!r}: text_anchor needs backbone: (a CLIP entry)")
+    if needs.inputs & ENCODED or anchored:
         if backbone not in config["backbones"]:
             raise ConfigError(
                 f"method {name!r}: backbone {backbone!r} is not defined under backbones: "
                 f"(defined: {', '.join(config['backbones'])})"
             )
         model = config["backbones"][backbone]["model"]
-        if needs.inputs & {"visual", "windows", "text"} and REGISTRY[model].family != "clip":
+        clip = needs.inputs & {"visual", "windows", "text"} or anchored
+        if clip and REGISTRY[model].family != "clip":
             raise ConfigError(
                 f"method {name!r}: backbone {backbone!r} is {model}, not a CLIP model "
                 f"(CLIP models: {', '.join(m for m, s in REGISTRY.items() if s.family == 'clip')})"
@@ -395,7 +400,10 @@ def _check_method(config: dict, name: str, method: dict) -> None:
         if needs.prompts is not None:
             _check_prompts(config, name, needs.prompts)
     elif backbone is not None:
-        raise ConfigError(f"method {name!r}: its kind reads no cached features; drop backbone:")
+        hint = " or set text_anchor" if hasattr(params, "text_anchor") else ""
+        raise ConfigError(
+            f"method {name!r}: its kind reads no cached features; drop backbone:{hint}"
+        )
     _check_embeddings(config, name, needs)
     reads_images = needs.inputs & (ENCODED | {"images"})
     if reads_images and not needs.embeddings:  # multimodal kinds read masked photo embeddings

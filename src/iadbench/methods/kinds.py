@@ -895,6 +895,24 @@ def _check_optional(kind: str, key: str, value: Any, upper: float | None) -> Non
         raise ConfigError(f"{kind} {key} must be null or {bound}, got {value!r}")
 
 
+def _check_text_anchor(kind: str, anchor: Any) -> None:
+    """``None`` or exactly ``{prompt: non-empty string, weight: number > 0}``."""
+    if anchor is None:
+        return
+    if not isinstance(anchor, Mapping) or set(anchor) != {"prompt", "weight"}:
+        raise ConfigError(f"{kind} text_anchor must be null or {{prompt, weight}}, got {anchor!r}")
+    prompt, weight = anchor["prompt"], anchor["weight"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError(f"{kind} text_anchor.prompt must be a non-empty string, got {prompt!r}")
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or weight <= 0
+    ):
+        raise ConfigError(f"{kind} text_anchor.weight must be a number > 0, got {weight!r}")
+
+
 @dataclass(frozen=True)
 class CausalFilmParams(MultimodalParams):
     """Causal-FiLM (METHODS §6.3): sensor-modulated video/audio process embedding predicts the
@@ -907,6 +925,9 @@ class CausalFilmParams(MultimodalParams):
     (null = off), ``grad_clip`` (null = off), AMP on CUDA only; the epoch with the best VAL
     I-AUROC is kept. Defaults: the reference recipe (lr 2e-5, wd 2e-3, 100 epochs, batch 32,
     8 warm-up epochs, EMA 0.9999, d 512, 2 layers, 4 heads, GeM p 3, dropout 0.2).
+    ``text_anchor`` ``{prompt, weight}`` adds ``weight · (1 − cos(W·Ẑ, t))`` to the loss, ``t``
+    the prompt's unit embedding by the CLIP entry named in ``backbone:`` (which it requires) and
+    ``W`` a learned linear map; training only, the score has no text term. null = off.
     """
 
     implementation: ClassVar[str] = "iadbench.methods.multimodal.causal_film:CausalFilm"
@@ -934,10 +955,12 @@ class CausalFilmParams(MultimodalParams):
     ema: float | None = 0.9999
     grad_clip: float | None = 1.0
     amp: bool = True
+    text_anchor: dict | None = None
 
     def check(self) -> None:
         super().check()
         kind = self.kind_name
+        _check_text_anchor(kind, self.text_anchor)
         if self.sensor_encoder not in SENSOR_ENCODERS:
             raise ConfigError(f"{kind} sensor_encoder must be one of {', '.join(SENSOR_ENCODERS)}")
         if self.sensor_norm not in SENSOR_NORMS:
@@ -974,6 +997,12 @@ class CausalFilmParams(MultimodalParams):
             "lr": float(self.lr),
             "warmup_epochs": int(self.warmup_epochs),
             "ema": self.ema,
+            "text_anchor": (
+                f"{self.text_anchor['weight']:g}:{self.text_anchor['prompt']}"
+                if self.text_anchor
+                else None
+            ),
+            "text_anchor_clip": (state.get("text_anchor") or {}).get("clip"),
             "selection": state.get("selection"),
         }
 

@@ -5,6 +5,9 @@ trained with AdamW, warm-up + cosine, optional EMA and gradient clipping (the sh
 checkpoint of the epoch with the best VAL I-AUROC kept (``best.pt``; EMA weights when EMA is on).
 Sensor channels are z-scored with the TRAIN statistics (``sensor_norm: train``, saved in
 ``state.json``) or per run (``sample``). score: ``(1 − cos) + w · mean(top-k |Z − Ẑ|)``.
+With ``text_anchor``, the prompt is encoded once per fit by the ``backbone:`` CLIP's text tower
+and the loss gains ``weight · (1 − cos(W·Ẑ, t))``; ``W`` is saved with the network, unused by the
+score.
 """
 
 from __future__ import annotations
@@ -15,15 +18,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from iadbench.clip.outputs import load_encoder
 from iadbench.data.media import fit_sensor_stats, normalise_sensor
 from iadbench.device import resolve_device
+from iadbench.errors import ConfigError
 from iadbench.features.embeddings import EmbeddingSet
 from iadbench.features.fusion import layer_dims_of
 from iadbench.io import save_json
 from iadbench.methods.base import Method, MethodInputs, load_state
 from iadbench.methods.kinds import CausalFilmParams
-from iadbench.methods.multimodal.film import CausalFilmNet, film_loss, film_score
+from iadbench.methods.multimodal.film import (
+    CausalFilmNet,
+    film_loss,
+    film_score,
+    text_anchor_distance,
+)
 from iadbench.methods.multimodal.stores import (
     RunPositions,
     as_tensors,
@@ -77,6 +88,19 @@ class Runs:
         return {k: v.to(device) for k, v in batch.items()}
 
 
+def text_anchor(backbone: dict | None, prompt: str, device: str) -> tuple[torch.Tensor, str]:
+    """The prompt's unit CLIP text embedding ``(D,)`` and the CLIP's identity; the text tower is
+    dropped afterwards, since the embedding is the same at every step."""
+    if backbone is None:
+        raise ConfigError("causal_film text_anchor needs backbone: (a CLIP entry of backbones:)")
+    encoder = load_encoder(backbone, device)
+    embedding = F.normalize(encoder.encode_text([prompt])[0].float(), dim=-1)
+    identity = f"{encoder.name}:{encoder.weights.identity}"
+    if encoder.weights.kind == "random":
+        identity += f":seed={int(backbone.get('seed', 0))}"
+    return embedding, identity
+
+
 class CausalFilm(Method):
     kind = "causal_film"
     params_class = CausalFilmParams
@@ -84,10 +108,12 @@ class CausalFilm(Method):
     def _stores(self, cached: dict) -> dict[str, EmbeddingSet]:
         return stores_of(cached, ROLES, self.kind)
 
-    def _net(self, dims: dict[str, int], layer_dims: list[int]) -> CausalFilmNet:
+    def _net(
+        self, dims: dict[str, int], layer_dims: list[int], text_dim: int | None = None
+    ) -> CausalFilmNet:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)  # the initialisation is part of the seed
-            return CausalFilmNet(dims, layer_dims, self.cfg)
+            return CausalFilmNet(dims, layer_dims, self.cfg, text_dim)
 
     def _scores(self, net: CausalFilmNet, runs: Runs, device: torch.device) -> np.ndarray:
         """Eval-mode scores of every run, in order."""
@@ -110,13 +136,22 @@ class CausalFilm(Method):
         val_labels = labels_of(val_rows)
         dims = {role: int(train_stores[role].tokens.shape[1]) for role in ROLES}
         layer_dims = layer_dims_of(train_stores["photo"].meta, dims["photo"])
-        net = self._net(dims, layer_dims)
         device = resolve_device(self.device)
+        anchor, anchor_state = None, None
+        if spec := self.cfg["text_anchor"]:
+            anchor, clip = text_anchor(train.backbone, spec["prompt"], self.device)
+            anchor = anchor.to(device)
+            anchor_state = {**spec, "clip": clip, "dim": int(anchor.shape[0])}
+        net = self._net(dims, layer_dims, None if anchor is None else len(anchor))
         weights = float(self.cfg["l1_weight"]), float(self.cfg["gram_weight"])
 
         def loss(model: CausalFilmNet, idx: torch.Tensor) -> dict[str, torch.Tensor]:
             z, z_hat = model(runs.batch(idx.tolist(), device))
-            return film_loss(z.float(), z_hat.float(), *weights)
+            parts = film_loss(z.float(), z_hat.float(), *weights)
+            if anchor is None:
+                return parts
+            text = text_anchor_distance(model.to_text(z_hat).float(), anchor)
+            return {**parts, "loss": parts["loss"] + float(spec["weight"]) * text, "text": text}
 
         summary = train_model(
             net,
@@ -136,6 +171,7 @@ class CausalFilm(Method):
             "dims": dims,
             "layer_dims": layer_dims,
             "sensor": sensor,
+            "text_anchor": anchor_state,
             "n_train_runs": len(runs),
             "n_val_runs": len(val_runs),
             "selection": "val_image_auroc",
@@ -164,7 +200,8 @@ class CausalFilm(Method):
         state_dir = Path(state_dir)
         state = load_state(state_dir)
         device = resolve_device(self.device)
-        net = self._net(state["dims"], state["layer_dims"])
+        text_dim = (state.get("text_anchor") or {}).get("dim")
+        net = self._net(state["dims"], state["layer_dims"], text_dim)
         load_weights(net, state_dir / "best.pt", device).eval()
 
         def score(inputs: MethodInputs, out_size: tuple[int, int]):

@@ -150,9 +150,16 @@ class ResultEncoder(nn.Module):
 
 
 class CausalFilmNet(nn.Module):
-    """Batch dict -> ``(Z_result, Ẑ)``, both ``(B, d_model)``."""
+    """Batch dict -> ``(Z_result, Ẑ)``, both ``(B, d_model)``.
 
-    def __init__(self, dims: dict[str, int], layer_dims: Sequence[int], p: dict) -> None:
+    ``text_dim``: the CLIP embedding width of the text anchor; ``to_text`` then maps Ẑ into that
+    space for the anchor loss (built last, so the other layers' seeded initialisation is the same
+    with or without it).
+    """
+
+    def __init__(
+        self, dims: dict[str, int], layer_dims: Sequence[int], p: dict, text_dim: int | None = None
+    ) -> None:
         super().__init__()
         d = int(p["d_model"])
         self.process = ProcessEncoder(dims["video"], dims["audio"], dims["sensor"], p)
@@ -160,6 +167,7 @@ class CausalFilmNet(nn.Module):
         self.predict = nn.Sequential(
             nn.Linear(d, d), nn.GELU(), nn.Dropout(float(p["decoder_dropout"])), nn.Linear(d, d)
         )
+        self.to_text = nn.Linear(d, int(text_dim)) if text_dim else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         z_hat = self.predict(self.process(batch))
@@ -181,6 +189,12 @@ def film_loss(
     l1 = (z - z_hat).abs().mean()
     gram = gram_distance(z, z_hat)
     return {"loss": cos + l1_weight * l1 + gram_weight * gram, "cos": cos, "l1": l1, "gram": gram}
+
+
+def text_anchor_distance(projected: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """``1 − cos(W·Ẑ, t)`` averaged over the batch: every prediction is pulled towards the
+    prompt's embedding (``anchor``, ``(D,)``), a prior on what a normal result looks like."""
+    return (1.0 - F.cosine_similarity(projected, anchor.unsqueeze(0), dim=-1)).mean()
 
 
 def film_score(z: torch.Tensor, z_hat: torch.Tensor, weight: float, top_k: float) -> torch.Tensor:
