@@ -66,7 +66,26 @@ def run_ours(cores: int, size: int, categories: list[str]) -> float:
     summary = pd.read_csv(work / "results/summary/metrics.csv")
     macro = summary[summary["category"] == "macro_mean"][["method", "image_auroc", "aupro"]]
     print(macro.to_string(index=False))
+    print_job_seconds(work)
     return seconds
+
+
+def print_job_seconds(work: Path) -> None:
+    """Jobs, wall and CPU seconds per rule from the run's Snakemake ``benchmark:`` files."""
+    rows = [
+        {"rule": tsv.relative_to(work / "results/benchmarks").parts[0], **table.iloc[-1]}
+        for tsv in sorted((work / "results/benchmarks").rglob("*.tsv"))
+        for table in [pd.read_csv(tsv, sep="\t")]
+    ]
+    if not rows:
+        return
+    by_rule = (
+        pd.DataFrame(rows)
+        .groupby("rule")
+        .agg(jobs=("s", "size"), wall_s=("s", "sum"), cpu_s=("cpu_time", "sum"))
+    )
+    print(f"work folder {work}; job seconds by rule:")
+    print(by_rule.round(1).to_string())
 
 
 def run_anomalib(python: str, size: int, categories: list[str]) -> float:

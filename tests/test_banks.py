@@ -9,7 +9,7 @@ from conftest import feature_inputs
 
 from iadbench.errors import CacheError, ConfigError
 from iadbench.methods import build_method
-from iadbench.methods.banks import Bank, build_bank
+from iadbench.methods.banks import Bank, build_bank, kmeans_centroids
 from iadbench.methods.coreset import approximate_greedy_coreset
 from iadbench.methods.kinds import BANKS, PatchCoreParams
 
@@ -81,6 +81,34 @@ def test_kmeans_bank_is_seeded_and_capped(patches):
     assert torch.equal(build_bank(patches, cfg(bank="kmeans", k=500), 0, CPU).vectors, patches)
 
 
+def _quantisation_error(x: np.ndarray, centroids: np.ndarray) -> float:
+    """Mean squared distance of each row of ``x`` to its nearest centroid."""
+    d2 = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
+    return float(d2.min(1).mean())
+
+
+def test_faiss_and_sklearn_kmeans_give_banks_of_the_same_shape_and_quality():
+    pytest.importorskip("faiss")
+    # Patches are a continuum with many more modes than the bank has centroids (300 vs k = 40).
+    # (With k equal to the number of well-separated clusters, faiss's random init can leave two
+    # centroids in one cluster where k-means++ would not; the bank is never used that way.)
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(300, 16)) * 2
+    x = (centres[rng.integers(0, 300, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    fast = kmeans_centroids(x, 40, seed=7, clustering="faiss")
+    again = kmeans_centroids(x, 40, seed=7, clustering="faiss")
+    slow = kmeans_centroids(x, 40, seed=7, clustering="sklearn")
+    assert fast.shape == slow.shape == (40, 16) and fast.dtype == slow.dtype == np.float32
+    np.testing.assert_array_equal(fast, again)
+    # Neither finds the optimum; their quantisation errors agree within a few per cent.
+    errors = [_quantisation_error(x, c) for c in (fast, slow)]
+    assert abs(errors[0] - errors[1]) / errors[1] < 0.05, errors
+    bank = build_bank(torch.from_numpy(x), cfg(bank="kmeans", k=40), 7, CPU)
+    assert bank.info == {"clustering": "faiss"} and torch.equal(
+        bank.vectors, torch.from_numpy(fast)
+    )
+
+
 def test_bank_config_is_validated():
     with pytest.raises(ConfigError, match="unknown patchcore bank"):
         PatchCoreParams.from_entry(cfg(bank="annoy"))
@@ -125,3 +153,17 @@ def test_patchcore_refuses_features_from_another_config(sets, tmp_path):
     other = feature_inputs(np.asarray(test.features.features, np.float32), [4, 8], "other")
     with pytest.raises(CacheError, match="different backbone config"):
         method.score(tmp_path, other, (20, 20))
+
+
+def test_kmeans_clustering_is_the_configured_one_never_what_is_installed(patches, monkeypatch):
+    import iadbench.methods.banks as banks
+
+    monkeypatch.setattr(banks, "_faiss", lambda: None)
+    a = build_bank(patches, cfg(bank="kmeans", k=8, kmeans="sklearn"), 0, CPU)
+    b = build_bank(patches, cfg(bank="kmeans", k=8, kmeans="sklearn"), 0, CPU)
+    assert a.info == {"clustering": "sklearn"} and a.vectors.shape == (8, 12)
+    assert torch.equal(a.vectors, b.vectors)
+    with pytest.raises(ConfigError, match="install the faiss extra .* or set kmeans: sklearn"):
+        build_bank(patches, cfg(bank="kmeans", k=8), 0, CPU)
+    with pytest.raises(ConfigError, match="kmeans must be faiss or sklearn"):
+        PatchCoreParams.from_entry(cfg(bank="kmeans", kmeans="auto"))

@@ -196,10 +196,11 @@ def resolve_weights(weights: str, spec: BackboneSpec) -> ResolvedWeights:
         path = None
         if spec.package_weights and tag == spec.default_tag:
             path = _package_file(spec.package_weights)
-        source = published(spec, tag)
-        path = path or source.find()
-        if path is None:
-            raise source.missing()
+        if path is None:  # the library's pretrained config (timm: 1-2 s of imports) only here
+            source = published(spec, tag)
+            path = source.find()
+            if path is None:
+                raise source.missing()
         identity = f"pretrained:{tag}:{path.name}:sha256={file_digest(path)}"
         return ResolvedWeights("file", path, identity, tag)
     path = Path(weights)

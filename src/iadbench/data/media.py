@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
-import soundfile
 from PIL import Image
 
 from iadbench.data.images import load_image
@@ -29,8 +27,28 @@ SENSOR_SIGNALS = (
     "Secondary Weld Voltage",
 )
 NORMALISE_MODES = ("train", "sample")
-_AV_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError, StopIteration)
-_SF_ERRORS = (soundfile.SoundFileError, RuntimeError, OSError, ValueError)
+
+
+# PyAV and soundfile are imported by the readers that use them: every manifest job imports this
+# module through the layout registry, and image datasets need neither.
+def _av():
+    import av
+
+    return av
+
+
+def _soundfile():
+    import soundfile
+
+    return soundfile
+
+
+def _av_errors() -> tuple[type[BaseException], ...]:
+    return (_av().FFmpegError, OSError, ValueError, IndexError, StopIteration)
+
+
+def _sf_errors() -> tuple[type[BaseException], ...]:
+    return (_soundfile().SoundFileError, RuntimeError, OSError, ValueError)
 
 
 def _existing(path: str | Path) -> Path:
@@ -92,12 +110,12 @@ def probe_video(path: str | Path) -> VideoInfo:
     """Open the video and decode its first frame: catches missing streams and broken headers."""
     path = _existing(path)
     try:
-        with av.open(str(path)) as container:
+        with _av().open(str(path)) as container:
             stream = _video_stream(container, path)
             fps = _fps(stream, path)
             frame = next(container.decode(stream))
             return VideoInfo(int(stream.frames), frame.height, frame.width, fps)
-    except _AV_ERRORS as exc:
+    except _av_errors() as exc:
         raise DataError(path, f"cannot read video ({exc or type(exc).__name__})") from exc
 
 
@@ -127,7 +145,7 @@ def read_video(
     path = _existing(path)
     shape = {} if size is None else {"height": int(size[0]), "width": int(size[1])}
     try:
-        with av.open(str(path)) as container:
+        with _av().open(str(path)) as container:
             stream = _video_stream(container, path)
             fps = _fps(stream, path)
             total = _frame_count(container, stream)
@@ -143,7 +161,7 @@ def read_video(
                     kept[number] = frame.to_ndarray(format="rgb24", **shape)
                 if number >= last:
                     break
-    except _AV_ERRORS as exc:
+    except _av_errors() as exc:
         raise DataError(path, f"cannot decode video ({exc or type(exc).__name__})") from exc
     if last not in kept:
         raise DataError(path, f"video header says {total} frames but only {decoded} decode")
@@ -162,12 +180,12 @@ class Audio:
     rate: int
 
 
-def probe_audio(path: str | Path) -> soundfile._SoundFileInfo:
+def probe_audio(path: str | Path):
     """The audio header (rate, channels, frames); a file without samples is an error."""
     path = _existing(path)
     try:
-        info = soundfile.info(str(path))
-    except _SF_ERRORS as exc:
+        info = _soundfile().info(str(path))
+    except _sf_errors() as exc:
         raise DataError(path, f"cannot read audio ({exc})") from exc
     if info.frames <= 0:
         raise DataError(path, "audio has no samples")
@@ -178,8 +196,8 @@ def read_audio(path: str | Path) -> Audio:
     """Read the whole file as float32 mono; several channels are averaged."""
     path = _existing(path)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except _SF_ERRORS as exc:
+        data, rate = _soundfile().read(str(path), dtype="float32", always_2d=True)
+    except _sf_errors() as exc:
         raise DataError(path, f"cannot decode audio ({exc})") from exc
     if data.shape[0] == 0:
         raise DataError(path, "audio has no samples")

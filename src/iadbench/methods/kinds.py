@@ -169,6 +169,7 @@ class PatchCoreParams(Params):
     bank: str = "greedy"
     pca_dim: int = 128
     k: int = 1000
+    kmeans: str = "faiss"
     knn_backend: str = "auto"
 
     def needs(self) -> Needs:
@@ -186,6 +187,8 @@ class PatchCoreParams(Params):
             raise ConfigError(
                 f"unknown knn_backend {self.knn_backend!r} (known: {', '.join(KNN_BACKENDS)})"
             )
+        if self.kmeans not in ("faiss", "sklearn"):
+            raise ConfigError(f"patchcore kmeans must be faiss or sklearn, not {self.kmeans!r}")
         if self.upsample not in ("bilinear", "nearest"):
             raise ConfigError(
                 f"patchcore upsample must be bilinear or nearest, not {self.upsample!r}"
@@ -202,6 +205,7 @@ class PatchCoreParams(Params):
             **describe_features(state),
             "bank": bank.get("kind"),
             "bank_size": state.get("bank_size"),
+            **({"kmeans": bank["clustering"]} if bank.get("clustering") else {}),
         }
 
 

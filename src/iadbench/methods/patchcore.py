@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 
 from iadbench.device import resolve_device
 from iadbench.features.fusion import FusionState
@@ -39,7 +38,11 @@ def smooth_map(
     tensor = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))[None, None]
     corners = {"align_corners": False} if mode == "bilinear" else {}
     up = F.interpolate(tensor, size=out_size, mode=mode, **corners)[0, 0].numpy()
-    return gaussian_filter(up, sigma=sigma) if sigma > 0 else up
+    if sigma > 0:
+        from scipy.ndimage import gaussian_filter  # here: fit jobs need no scipy
+
+        return gaussian_filter(up, sigma=sigma)
+    return up
 
 
 def reweight(query: torch.Tensor, nearest: int, index: KnnIndex, neighbors: int) -> float:
