@@ -59,7 +59,7 @@ def defect_heatmap(matrix: pd.DataFrame, title: str) -> Figure | None:
     finite = values[np.isfinite(values)]
     vmin = float(min(50.0, np.floor(finite.min() / 10) * 10)) if finite.size else 50.0
     n_rows, n_cols = values.shape
-    fig = new_figure(3.0 + 0.85 * n_cols, 1.6 + 0.4 * n_rows)
+    fig = new_figure(3.0 + 0.85 * n_cols, max(2.4, 1.6 + 0.4 * n_rows))
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="viridis", aspect="auto", vmin=vmin, vmax=100)
     annotate_cells(ax, values, vmin, 100, ".1f")
@@ -67,7 +67,7 @@ def defect_heatmap(matrix: pd.DataFrame, title: str) -> Figure | None:
     ax.set_xticks(range(n_cols), [_tick(str(c)) for c in matrix.columns], fontsize=7)
     ax.set_yticks(range(n_rows), matrix.index, fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="AUROC, normal vs defect type (%)", pad=0.01)
+    fig.colorbar(image, ax=ax, label="AUROC (%)", pad=0.01)
     return fig
 
 
