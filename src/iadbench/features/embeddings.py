@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from iadbench.errors import CacheError
-from iadbench.features.store import read_meta, write_index
+from iadbench.features.store import open_cached, write_index
 from iadbench.io import save_npy
 
 INDEX_COLUMNS = [
@@ -103,16 +103,6 @@ def load_embeddings(
 ) -> EmbeddingSet:
     """Open a store memory-mapped, refusing one computed with another encoder config."""
     npy_path, parquet_path = Path(npy_path), Path(parquet_path)
-    meta = read_meta(parquet_path)
-    if expected_hash is not None and meta.get("config_hash") != expected_hash:
-        raise CacheError(
-            f"{parquet_path}: embeddings were computed with config {meta.get('config_hash')}, "
-            f"expected {expected_hash}; refusing to reuse them (delete the file to recompute)"
-        )
-    try:
-        tokens = np.load(npy_path, mmap_mode="r")
-    except (ValueError, OSError, EOFError) as exc:
-        raise CacheError(f"{npy_path}: unreadable embedding file ({exc})") from exc
-    index = pd.read_parquet(parquet_path)
+    tokens, index, meta = open_cached(npy_path, parquet_path, expected_hash, "embeddings")
     _check_layout(tokens, index, meta, npy_path)
     return EmbeddingSet(tokens=tokens, index=index, meta=meta)

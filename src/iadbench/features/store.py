@@ -73,6 +73,24 @@ def read_meta(index_path: Path) -> dict:
     return json.loads(metadata[META_KEY])
 
 
+def open_cached(
+    npy_path: Path, index_path: Path, expect_hash: str | None, what: str
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """A cached NPY (memory-mapped), its Parquet index and metadata; a store made with another
+    config (``expect_hash``) or an unreadable array is refused, naming the file."""
+    meta = read_meta(index_path)
+    if expect_hash is not None and meta.get("config_hash") != expect_hash:
+        raise CacheError(
+            f"{index_path}: {what} were computed with config {meta.get('config_hash')}, "
+            f"expected {expect_hash}; refusing to reuse them (delete the file to recompute)"
+        )
+    try:
+        array = np.load(npy_path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise CacheError(f"{npy_path}: unreadable {what} file ({exc})") from exc
+    return array, pd.read_parquet(index_path), meta
+
+
 def load_features(
     npy_path: str | Path,
     index_path: str | Path,
@@ -81,17 +99,7 @@ def load_features(
 ) -> FeatureSet:
     """Open a cached feature set, verifying its config hash, shape and values."""
     npy_path, index_path = Path(npy_path), Path(index_path)
-    meta = read_meta(index_path)
-    if expect_hash is not None and meta.get("config_hash") != expect_hash:
-        raise CacheError(
-            f"{index_path}: features were extracted with config {meta.get('config_hash')}, "
-            f"expected {expect_hash}; refusing to reuse them (delete the file to re-extract)"
-        )
-    try:
-        features = np.load(npy_path, mmap_mode="r")
-    except (ValueError, OSError, EOFError) as exc:
-        raise CacheError(f"{npy_path}: unreadable feature file ({exc})") from exc
-    index = pd.read_parquet(index_path)
+    features, index, meta = open_cached(npy_path, index_path, expect_hash, "features")
     if features.ndim != 4 or features.shape[0] != len(index):
         raise CacheError(
             f"{npy_path}: shape {features.shape} does not match {len(index)} index rows"
