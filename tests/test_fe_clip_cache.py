@@ -21,7 +21,7 @@ from iadbench.clip import frozen as frozen_module
 from iadbench.clip.encoder import FrozenStream, load_clip
 from iadbench.clip.train_data import ImageSet, mosaic
 from iadbench.errors import CacheError, ConfigError
-from iadbench.features.extract import _normalise
+from iadbench.features.extract import normalise_images
 from iadbench.methods.april_gan import AprilGan
 from iadbench.methods.base import MethodInputs
 from iadbench.methods.fe_clip import FeClip
@@ -179,7 +179,7 @@ def test_mosaic_probability_zero_is_the_identity_and_a_seed_fixes_the_mosaics():
     for (image, _, c), (mosaicked, _, same_c) in zip(draw(plain, 0), draw(always, 0)):
         assert c == same_c and not torch.equal(image, mosaicked)
     for i, (image, mask, _) in enumerate(draw(plain, 0)):
-        assert torch.equal(image, _normalise([plain.images[i]], plain.pp)[0])
+        assert torch.equal(image, normalise_images([plain.images[i]], plain.pp)[0])
         assert torch.equal(mask, torch.from_numpy(plain.masks[i]).float())
     one, two, other = draw(always, 5), draw(always, 5), draw(always, 6)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, two))

@@ -92,3 +92,20 @@ def test_caches_of_an_older_format_are_refused(tiny_mvtec, tmp_path):
     write_features(npy, parquet, index, {**old, "config_hash": config_hash(old)}, values)
     with pytest.raises(CacheError, match="refusing to reuse"):
         load_features(npy, parquet, expect_hash=cfg.hash())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_extraction_under_autocast_matches_the_cpu_features():
+    from iadbench.backbones.loader import load_backbone
+    from iadbench.features.extract import patch_features
+
+    cfg = FeatureConfig(model="resnet18", weights="random", layers=[2, 3])
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), np.uint8) for i in range(2)]
+    out = {}
+    for name in ("cpu", "cuda"):
+        device = torch.device(name)
+        backbone = load_backbone("resnet18", "random", [2, 3], seed=0, device=device)
+        out[name], dims = patch_features(backbone, images, cfg, device)
+    assert out["cuda"].dtype == np.float16 and out["cuda"].shape == out["cpu"].shape
+    scale = float(np.abs(out["cpu"].astype(np.float32)).max())
+    np.testing.assert_allclose(out["cuda"], out["cpu"], atol=0.02 * scale)

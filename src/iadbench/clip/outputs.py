@@ -21,7 +21,7 @@ from iadbench.clip.encoder import ClipEncoder, load_clip
 from iadbench.clip.winclip import window_indices
 from iadbench.data.images import Geometry, load_image
 from iadbench.device import resolve_device
-from iadbench.features.extract import _normalise
+from iadbench.features.extract import normalise_images
 
 
 def load_encoder(backbone_cfg: Mapping[str, Any], device: str = "auto") -> ClipEncoder:
@@ -63,7 +63,7 @@ def image_batches(
     ):
         for start in range(0, len(paths), batch_size):
             images = list(pool.map(load, paths[start : start + batch_size]))
-            yield _normalise(images, encoder.preprocessing)
+            yield normalise_images(images, encoder.preprocessing)
             bar.update(len(images))
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from iadbench.backbones.loader import Preprocessing
 from iadbench.clip.frozen import FrozenFile
-from iadbench.features.extract import _normalise
+from iadbench.features.extract import normalise_images
 
 
 def mosaic(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
@@ -55,7 +55,8 @@ class ImageSet(torch.utils.data.Dataset):
         if self.mosaic_p > 0 and random.random() < self.mosaic_p:
             picks = random.choices(self.members[self.classes[i]], k=4)
             image, mask = mosaic([self.images[j] for j in picks], [self.masks[j] for j in picks])
-        return _normalise([image], self.pp)[0], torch.from_numpy(mask).float(), self.classes[i]
+        pixels = normalise_images([image], self.pp)[0]
+        return pixels, torch.from_numpy(mask).float(), self.classes[i]
 
 
 class FrozenSet(torch.utils.data.Dataset):

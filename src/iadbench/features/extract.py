@@ -113,10 +113,22 @@ class FeatureConfig:
         return native
 
 
-def _normalise(images: list[np.ndarray], preprocessing: Preprocessing) -> torch.Tensor:
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
+def normalise_images(
+    images: list[np.ndarray], preprocessing: Preprocessing, device: torch.device | None = None
+) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> standardised float (N, 3, H, W) on ``device``.
+
+    On CUDA the uint8 batch (a quarter of the float bytes) goes through pinned memory with a
+    non-blocking copy and is converted on the GPU.
+    """
+    batch = torch.from_numpy(np.stack(images))
+    if device is not None and device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    elif device is not None:
+        batch = batch.to(device)
+    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(preprocessing.mean, device=batch.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(preprocessing.std, device=batch.device).view(1, 3, 1, 1)
     return (batch - mean_t) / std_t
 
 
@@ -125,10 +137,16 @@ def patch_features(
 ) -> tuple[np.ndarray, list[int]]:
     """Decoded, geometry-applied uint8 images -> fp16 (N, h, w, C) features and tap widths.
 
-    The one path from pixels to cached features, shared by extraction and latency timing.
+    The one path from pixels to cached features, shared by extraction and latency timing. On
+    CUDA the backbone runs under autocast (the store keeps fp16 anyway); the patch aggregation
+    and every CPU run stay in float32.
     """
-    batch = _normalise(images, cfg.preprocessing(backbone.preprocessing)).to(device)
-    taps = backbone.taps(batch)
+    batch = normalise_images(images, cfg.preprocessing(backbone.preprocessing), device)
+    if device.type == "cuda":
+        with torch.autocast(device_type="cuda"):
+            taps = [t.float() for t in backbone.taps(batch)]
+    else:
+        taps = backbone.taps(batch)
     layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
     feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim, cfg.padding)
     return feats.cpu().numpy().astype(np.float16), layer_dims
