@@ -23,6 +23,7 @@ from iadbench.backbones.weights import (
     resolve_weights,
 )
 from iadbench.errors import ConfigError
+from iadbench.seeding import seeded
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,7 @@ def _load_weights(
     spec: BackboneSpec, weights: ResolvedWeights, seed: int, build
 ) -> tuple[torch.nn.Module, Preprocessing]:
     """``build(spec, tag)`` under a seeded RNG (the caller's is untouched), then the weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model, preprocessing = build(spec, weights.tag)
+    model, preprocessing = seeded(seed, build, spec, weights.tag)
     if weights.path is not None:
         state = _prepare_state(spec, read_state_dict(weights.path), model)
         fit_state_dict(model, state, weights.path)

@@ -37,6 +37,7 @@ from iadbench.methods.base import Method, MethodInputs, time_each
 from iadbench.methods.kinds import ClassifierParams
 from iadbench.metrics.calibration import apply_temperature, ece, fit_temperature
 from iadbench.metrics.image import image_auroc
+from iadbench.seeding import seeded
 from iadbench.training import TrainConfig, load_weights, params_hash, train_model
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ class Classifier(Method):
         spec = spec_for(self.cfg["model"])
         weights = resolve_weights(str(self.cfg["weights"]), spec)
         model, preprocessing = build_model(spec, weights, self.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            model.reset_classifier(2)
+        seeded(self.seed, model.reset_classifier, 2)
         return model, preprocessing, weights.identity
 
     def _load(self, rows: pd.DataFrame, geometry: Geometry) -> list[np.ndarray]:

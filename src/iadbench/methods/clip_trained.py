@@ -29,6 +29,7 @@ from iadbench.device import resolve_device
 from iadbench.errors import CacheError
 from iadbench.io import save_json
 from iadbench.methods.base import Method, MethodInputs, load_state
+from iadbench.seeding import seeded
 from iadbench.training import TrainConfig, load_weights, train_model
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,7 @@ class TrainedClip(Method):
 
     def _head(self, backbone: dict) -> ClipHead:
         encoder = load_encoder(backbone, self.device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)  # the head's initialisation is part of the seed
-            return self.build(encoder)
+        return seeded(self.seed, self.build, encoder)
 
     def _loss(self, head: ClipHead, protos: torch.Tensor, batch) -> dict[str, torch.Tensor]:
         p = self.params

@@ -48,6 +48,7 @@ from iadbench.methods.multimodal.stores import (
     view_tokens,
 )
 from iadbench.metrics.image import image_auroc
+from iadbench.seeding import seeded
 from iadbench.training import TrainConfig, load_weights, train_model
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,7 @@ class CausalFilm(Method):
     def _net(
         self, dims: dict[str, int], layer_dims: list[int], text_dim: int | None = None
     ) -> CausalFilmNet:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)  # the initialisation is part of the seed
-            return CausalFilmNet(dims, layer_dims, self.cfg, text_dim)
+        return seeded(self.seed, CausalFilmNet, dims, layer_dims, self.cfg, text_dim)
 
     def _scores(self, net: CausalFilmNet, runs: Runs, device: torch.device) -> np.ndarray:
         """Eval-mode scores of every run, in order."""

@@ -40,6 +40,7 @@ from iadbench.methods.multimodal.stores import (
     stores_of,
 )
 from iadbench.metrics.image import image_auroc
+from iadbench.seeding import seeded
 from iadbench.training import TrainConfig, load_weights, train_model
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,12 @@ class LateFusion(Method):
     # --- the two autoencoders ------------------------------------------------------------
 
     def _audio_net(self, bins: int) -> AudioAutoencoder:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = AudioAutoencoder(bins, self.cfg["audio_widths"], self.cfg["audio_bottleneck"])
-        return net
+        widths, bottleneck = self.cfg["audio_widths"], self.cfg["audio_bottleneck"]
+        return seeded(self.seed, AudioAutoencoder, bins, widths, bottleneck)
 
     def _video_net(self, dim: int) -> VideoAutoencoder:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = VideoAutoencoder(dim, self.cfg["video_widths"], self.cfg["video_dropout"])
-        return net
+        widths, dropout = self.cfg["video_widths"], self.cfg["video_dropout"]
+        return seeded(self.seed, VideoAutoencoder, dim, widths, dropout)
 
     def _audio_scores(self, net: AudioAutoencoder, runs: list[torch.Tensor], device) -> np.ndarray:
         """Mean per-frame error of each run, one run at a time (no padding in a score)."""
