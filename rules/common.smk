@@ -301,8 +301,8 @@ def fit_inputs(wildcards):
             feature_files(wildcards.dataset, wildcards.method, wildcards.category, needs.fit_on)
         )
     inputs.update(uses_files(wildcards.method, wildcards.dataset, wildcards.category, needs.fit_on))
-    if needs.embeddings:  # multimodal fits select their model on val, never on test
-        for split in ["train", "val"]:
+    if needs.embeddings:  # the fit split, and val for kinds that select on it (never test)
+        for split in [needs.fit_on, *sorted(PARAMS[wildcards.method].splits_read())]:
             inputs.update(
                 embedding_files(wildcards.method, wildcards.dataset, wildcards.category, split)
             )
