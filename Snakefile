@@ -53,6 +53,28 @@ include: "rules/evaluate.smk"
 include: "rules/cross_domain.smk"
 
 
+# Local runs: script jobs run in forks of one process that imported torch and the library once
+# (iadbench.warm, config warm_jobs). Cluster jobs start their own interpreters.
+_WARM_SERVERS = []
+
+
+onstart:
+    if config["warm_jobs"] and workflow.local_exec:
+        from iadbench.warm import start_server
+
+        _WARM_SERVERS.append(start_server())
+
+
+onsuccess:
+    for server in _WARM_SERVERS:
+        server.stop()
+
+
+onerror:
+    for server in _WARM_SERVERS:
+        server.stop()
+
+
 rule all:
     default_target: True
     input:

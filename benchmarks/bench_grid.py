@@ -25,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from iadbench.pipeline.timings import collect_timings
+
 REPO = Path(__file__).resolve().parents[1]
 PATCHCORE_CELLS = ("greedy", "full", "random", "kmeans")
 THREADED_RULES = ("extract", "fit", "score")  # the rules that ask for 2 threads
@@ -74,18 +76,12 @@ def run_ours(cores: int, size: int, categories: list[str], threads: int | None =
 
 
 def print_job_seconds(work: Path) -> None:
-    """Jobs, wall and CPU seconds per rule from the run's Snakemake ``benchmark:`` files."""
-    rows = [
-        {"rule": tsv.relative_to(work / "results/benchmarks").parts[0], **table.iloc[-1]}
-        for tsv in sorted((work / "results/benchmarks").rglob("*.tsv"))
-        for table in [pd.read_csv(tsv, sep="\t")]
-    ]
-    if not rows:
+    """Jobs, wall and CPU seconds per rule (``timings.csv``'s reading of benchmarks and logs)."""
+    table = collect_timings(work / "results/benchmarks", logs=work / "results/logs")
+    if table.empty:
         return
-    by_rule = (
-        pd.DataFrame(rows)
-        .groupby("rule")
-        .agg(jobs=("s", "size"), wall_s=("s", "sum"), cpu_s=("cpu_time", "sum"))
+    by_rule = table.groupby("rule").agg(
+        jobs=("seconds", "size"), wall_s=("seconds", "sum"), cpu_s=("cpu_time", "sum")
     )
     print(f"work folder {work}; job seconds by rule:")
     print(by_rule.round(1).to_string())

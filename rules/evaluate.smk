@@ -169,6 +169,7 @@ rule timings:
         runtime=10,
     params:
         root=BENCHMARKS,
+        logs=LOGS,
         patterns=lambda wc: BENCHMARK_PATTERNS,
     script:
         "../workflow/scripts/timings.py"

@@ -38,6 +38,7 @@ CROSS_DATASET_MD = "results/summary/cross_dataset.md"
 CROSS_SUMMARY = "results/summary/cross_domain.csv"
 TIMINGS_CSV = "results/summary/timings.csv"
 BENCHMARKS = "results/benchmarks"
+LOGS = "results/logs"
 REPORT_HTML = "results/summary/report.html"
 REPORT_FIGURES = "results/summary/report_figures"
 
@@ -54,7 +55,7 @@ class _KeepMissing(dict):
 
 def log_of(rule, pattern):
     """Where a rule's log goes (one file per job)."""
-    return f"results/logs/{rule}/{pattern}.log"
+    return f"{LOGS}/{rule}/{pattern}.log"
 
 
 # Each rule's wildcards pattern, as given to benchmark_of: the timings step names the

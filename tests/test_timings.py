@@ -75,6 +75,22 @@ def test_collect_timings_reads_every_benchmark_file(benchmarks, tmp_path):
     assert (summary.seconds, summary.max_rss_mb, summary.cpu_time) == (3.0, 350.0, 2.0)
 
 
+def test_a_logged_usage_line_replaces_the_benchmark_cpu_and_memory(benchmarks, tmp_path):
+    """A job run in a warm fork: Snakemake measured the waiting job process, the log the fork."""
+    from iadbench.logs import logged
+
+    logs = tmp_path / "results/logs"
+    with logged(logs / "fit/demo/padim/brick.log"):
+        sum(i * i for i in range(200_000))  # some CPU time to measure
+    frame = collect_timings(benchmarks, patterns=PATTERNS, logs=logs).set_index("wildcards")
+    padim = frame.loc["demo/padim/brick"]
+    assert padim["seconds"] == 3.0  # wall time stays Snakemake's
+    assert padim["cpu_time"] != 2.5 and padim["max_rss_mb"] != 400.0
+    assert 0 < padim["cpu_time"] < 1000 and 10 < padim["max_rss_mb"] < 100_000
+    other = frame.loc["demo/pc+coreset=0.1/brick"]  # no log: the benchmark's numbers
+    assert (other["cpu_time"], other["max_rss_mb"]) == (20.0, 800.25)
+
+
 def test_no_benchmark_folder_gives_an_empty_table(tmp_path):
     out = tmp_path / "timings.csv"
     assert collect_timings(tmp_path / "missing", out).empty

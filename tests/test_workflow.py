@@ -118,8 +118,12 @@ def test_timings_list_every_job_and_the_report_shows_them(finished_run):
 
 @pytest.mark.e2e
 def test_two_runs_with_the_same_seeds_are_byte_identical(finished_run, tmp_path):
-    write_config(tmp_path, TINY)
+    """The first run's jobs ran in warm forks, this one's each in a fresh interpreter."""
+    write_config(tmp_path, {**TINY, "warm_jobs": False})
     snakemake(tmp_path)
+    fit_log = "results/logs/fit/demo/pc/brick.log"
+    assert "in a warm fork of process" in (finished_run / fit_log).read_text()
+    assert "in a warm fork" not in (tmp_path / fit_log).read_text()
     outputs = ["results/summary/metrics.csv"] + [
         f"results/demo/scores/pc/{cat}/test/scores.parquet" for cat in ("brick", "gravel")
     ]

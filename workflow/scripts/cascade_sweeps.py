@@ -1,8 +1,12 @@
 """Snakemake entry: every cascade's (t_low, t_high) sweep on val, in one CSV."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import collect_sweeps
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import collect_sweeps
+
     collect_sweeps(sm.params.cells, list(sm.input), sm.output[0])
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,10 +1,11 @@
 """Snakemake entry: the frozen residual stream of one (dataset, category, split) for training."""
 
-from iadbench.logs import logged
-from iadbench.pipeline.clip import make_frozen
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline.clip import make_frozen
+
     make_frozen(
         sm.input.manifest,
         sm.wildcards.category,
@@ -16,3 +17,6 @@ with logged(sm.log[0]):
         sm.output.meta,
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

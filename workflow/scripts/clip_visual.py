@@ -1,10 +1,11 @@
 """Snakemake entry: a CLIP backbone's visual view of one (dataset, category, split)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import make_visual
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import make_visual
+
     make_visual(
         sm.input.manifest,
         sm.wildcards.category,
@@ -16,3 +17,6 @@ with logged(sm.log[0]):
         device=sm.params.device,
         options=sm.params.options,
     )
+
+
+entry(main, snakemake)  # noqa: F821

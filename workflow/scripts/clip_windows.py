@@ -1,10 +1,11 @@
 """Snakemake entry: WinCLIP window embeddings of one (dataset, category, split)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import make_windows
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import make_windows
+
     make_windows(
         sm.input.manifest,
         sm.wildcards.category,
@@ -15,3 +16,6 @@ with logged(sm.log[0]):
         sm.output[0],
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,8 +1,12 @@
 """Snakemake entry: one table of in-domain and cross-domain results with domain distances."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import cross_summary
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import cross_summary
+
     cross_summary(sm.params.cells, sm.input.metrics, sm.input.distances, sm.output[0])
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,8 +1,12 @@
 """Snakemake entry: generate the embedded demo dataset."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import make_demo
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import make_demo
+
     make_demo(sm.wildcards.root, sm.params.demo, sm.params.categories)
+
+
+entry(main, snakemake)  # noqa: F821

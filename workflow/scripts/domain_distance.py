@@ -1,10 +1,11 @@
 """Snakemake entry: distances between two categories' training-feature distributions."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import feature_distance
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import feature_distance
+
     feature_distance(
         (sm.input.a_npy, sm.input.a_index),
         (sm.input.b_npy, sm.input.b_index),
@@ -14,3 +15,6 @@ with logged(sm.log[0]):
         seed=sm.params.seed,
         max_samples=sm.params.max_samples,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,10 +1,11 @@
 """Snakemake entry: one frozen encoder over one (dataset, category, split) of a weld manifest."""
 
-from iadbench.logs import logged
-from iadbench.pipeline.embeddings import embed
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline.embeddings import embed
+
     embed(
         sm.input.manifest,
         sm.params.dataset,
@@ -17,3 +18,6 @@ with logged(sm.log[0]):
         sm.output.index,
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

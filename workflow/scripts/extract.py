@@ -1,10 +1,11 @@
 """Snakemake entry: extract one (dataset, backbone, category, split) into the feature store."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import make_features
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import make_features
+
     make_features(
         sm.input.manifest,
         sm.wildcards.category,
@@ -15,3 +16,6 @@ with logged(sm.log[0]):
         sm.output.index,
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,10 +1,11 @@
 """Snakemake entry: fit one method on one category's training split."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import fit_method
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import fit_method
+
     fit_method(
         sm.params.method,
         sm.params.backbone,
@@ -14,3 +15,6 @@ with logged(sm.log[0]):
         sm.output.state,
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

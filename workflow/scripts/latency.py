@@ -1,10 +1,11 @@
 """Snakemake entry: per-image latency of one method on one category (opt-in step)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import time_method
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import time_method
+
     time_method(
         sm.params.method,
         sm.params.backbone,
@@ -16,3 +17,6 @@ with logged(sm.log[0]):
         sm.output[0],
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

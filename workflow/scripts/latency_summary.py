@@ -1,8 +1,12 @@
 """Snakemake entry: results/summary/latency.csv (mean and p95 ms per method and category)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import summarise_latency
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import summarise_latency
+
     summarise_latency(sm.params.cells, sm.output[0])
+
+
+entry(main, snakemake)  # noqa: F821

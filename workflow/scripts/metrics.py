@@ -1,11 +1,12 @@
 """Snakemake entry: per-category metrics JSON of one split, with provenance."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import compute_metrics, provenance
-from iadbench.pipeline.evaluation import read_state
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import compute_metrics, provenance
+    from iadbench.pipeline.evaluation import read_state
+
     state = read_state(sm.input.get("state"))  # once: provenance and the operating point
     compute_metrics(
         sm.input.scores,
@@ -18,3 +19,6 @@ with logged(sm.log[0]):
         val_scores=sm.input.get("val_scores"),
         state=state,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,10 +1,11 @@
 """Snakemake entry: the HTML report (tables, figures, published references) of all results."""
 
-from iadbench.logs import logged
-from iadbench.report import build_report
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.report import build_report
+
     build_report(
         sm.input.summary,
         sm.output.html,
@@ -19,3 +20,6 @@ with logged(sm.log[0]):
         trained_models=sm.params.trained_models,
         title=sm.params.get("title", "iadbench results"),
     )
+
+
+entry(main, snakemake)  # noqa: F821

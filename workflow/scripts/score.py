@@ -1,10 +1,11 @@
 """Snakemake entry: score one (category, split) with a method and the model it reads."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import score_method
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import score_method
+
     score_method(
         sm.params.method,
         sm.params.backbone,
@@ -17,3 +18,6 @@ with logged(sm.log[0]):
         device=sm.params.device,
         view_options=sm.params.view_options,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,11 +1,12 @@
 """Snakemake entry: summary tables (per category, macro mean, micro) for every test result,
 and the cross-dataset table of the methods trained on a train set."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import summarise_results
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import summarise_results
+
     summarise_results(
         sm.input.metrics,
         sm.input.scores,
@@ -21,3 +22,6 @@ with logged(sm.log[0]):
         from iadbench.report.training import write_cross_dataset
 
         write_cross_dataset(sm.output.csv, sm.output.cross_csv, sm.output.cross_md)
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,10 +1,11 @@
 """Snakemake entry: R noisy prototype pairs of a prompt set for one class name (Bayes path)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import make_noisy_text
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import make_noisy_text
+
     make_noisy_text(
         sm.params.encoder,
         sm.params.prompts,
@@ -15,3 +16,6 @@ with logged(sm.log[0]):
         sm.output[0],
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

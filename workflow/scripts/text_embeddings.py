@@ -1,10 +1,11 @@
 """Snakemake entry: sentence embeddings of a prompt set for one class name."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import make_text
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import make_text
+
     make_text(
         sm.params.encoder,
         sm.params.prompts,
@@ -12,3 +13,6 @@ with logged(sm.log[0]):
         sm.output[0],
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,8 +1,12 @@
 """Snakemake entry: results/summary/timings.csv (every job's benchmark: seconds, peak RSS)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline.timings import collect_timings
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
-    collect_timings(sm.params.root, sm.output[0], patterns=sm.params.patterns)
+
+def main(sm):
+    from iadbench.pipeline.timings import collect_timings
+
+    collect_timings(sm.params.root, sm.output[0], patterns=sm.params.patterns, logs=sm.params.logs)
+
+
+entry(main, snakemake)  # noqa: F821

@@ -1,10 +1,11 @@
 """Snakemake entry: train one method once on a named train set (resumable)."""
 
-from iadbench.logs import logged
-from iadbench.pipeline import train_method
+from iadbench.warm import entry
 
-sm = snakemake  # noqa: F821
-with logged(sm.log[0]):
+
+def main(sm):
+    from iadbench.pipeline import train_method
+
     train_method(
         sm.wildcards.method,
         sm.params.method,
@@ -23,3 +24,6 @@ with logged(sm.log[0]):
         sm.params.resume_root,
         device=sm.params.device,
     )
+
+
+entry(main, snakemake)  # noqa: F821

@@ -6,6 +6,11 @@ every such file present under the benchmark folder, so the table also lists jobs
 runs whose results are still cached (and jobs of rules or methods no longer in the config);
 a job that did not run again keeps its old numbers. It is kept apart from ``metrics.csv``:
 timings vary between runs and machines, metrics must not.
+
+CPU seconds and peak RSS come from the job's log when it has a ``usage`` line
+(:func:`iadbench.logs.step_usage`): a job run in a warm fork does its work outside the process
+Snakemake measures. Peak RSS of such a job includes the pages it shares with the warm server
+(torch and the library, about 0.5 GB), as a fresh process's would.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from iadbench.io import save_text
+from iadbench.logs import step_usage
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +71,14 @@ def collect_timings(
     root: str | Path,
     out_csv: str | Path | None = None,
     patterns: Mapping[str, str] | None = None,
+    logs: str | Path | None = None,
 ) -> pd.DataFrame:
     """One row per benchmark file under ``root`` (``<rule>/<wildcards>.tsv``), sorted.
 
     ``patterns`` maps a rule to its wildcards pattern (e.g. ``{dataset}/{method}/{category}``)
-    so the ``method`` column can be filled; it is empty for rules without ``{method}``. Writes
-    ``out_csv`` (atomically) when given.
+    so the ``method`` column can be filled; it is empty for rules without ``{method}``. ``logs``
+    is the log folder (``<rule>/<wildcards>.log``) whose ``usage`` lines replace the benchmark
+    file's CPU time and peak RSS. Writes ``out_csv`` (atomically) when given.
     """
     root = Path(root)
     patterns = dict(patterns or {})
@@ -81,12 +89,17 @@ def collect_timings(
             continue  # not <rule>/<wildcards>.tsv
         rule = relative.parts[0]
         wildcards = relative.relative_to(rule).with_suffix("").as_posix()
+        record = read_benchmark(path)
+        log_file = Path(logs) / rule / f"{wildcards}.log" if logs is not None else None
+        usage = step_usage(log_file) if log_file is not None and log_file.is_file() else None
+        if usage is not None:
+            record["cpu_time"], record["max_rss_mb"] = usage
         records.append(
             {
                 "rule": rule,
                 "wildcards": wildcards,
                 "method": method_of(wildcards, patterns.get(rule)),
-                **read_benchmark(path),
+                **record,
             }
         )
     frame = pd.DataFrame.from_records(records, columns=COLUMNS)
