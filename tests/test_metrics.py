@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from iadbench.metrics import (
     aupro,
@@ -26,6 +26,7 @@ from iadbench.metrics import (
     summarise,
     to_markdown,
 )
+from iadbench.metrics.image import f1_max_from_pr
 
 # ------------------------------------------------------------------ references (tests only)
 
@@ -188,6 +189,22 @@ def test_pixel_metrics_equal_sklearn_on_flattened():
     assert both["pixel_ap"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
     assert both["pixel_f1max"] == pytest.approx(pixel_f1_max(masks, maps), abs=1e-12)
     assert both["aupro"] == pytest.approx(aupro(masks, maps), abs=1e-12)
+
+
+@pytest.mark.parametrize("levels", [None, 9, 2])
+def test_pixel_metrics_one_sort_equals_sklearn_with_ties(levels):
+    """pixel_metrics sorts the scores once; sklearn's two curves are the reference."""
+    rng = np.random.default_rng(levels or 0)
+    maps = rng.random((6, 20, 30)).astype(np.float32)
+    if levels:  # ties: few distinct scores, as quantised or saturated maps have
+        maps = np.round(maps * levels) / levels
+    masks = rng.random(maps.shape) < 0.2 * maps + 0.02
+    y, s = masks.ravel(), maps.ravel()
+    got = pixel_metrics(masks, maps)
+    precision, recall, _ = precision_recall_curve(y, s)
+    assert got["pixel_auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert got["pixel_ap"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert got["pixel_f1max"] == pytest.approx(f1_max_from_pr(precision, recall), abs=1e-12)
 
 
 def test_pixel_lists_of_different_sizes_and_none_masks():
