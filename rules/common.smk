@@ -387,6 +387,31 @@ def score_targets(file):
     return inner
 
 
+def micro_targets(wildcards):
+    """The pooled (micro) rows of every (dataset, method) with reported results."""
+    pairs = dict.fromkeys((d, m) for m, d, _ in result_cells())
+    return [path(MICRO, dataset=d, method=m) for d, m in pairs]
+
+
+def micro_inputs(wildcards):
+    """One method's test metrics, scores and maps on every category of one dataset, in order."""
+    cells = [
+        (m, d, c) for m, d, c in result_cells() if (m, d) == (wildcards.method, wildcards.dataset)
+    ]
+    return {
+        "metrics": [
+            path(METRICS, dataset=d, method=m, category=c, split="test") for m, d, c in cells
+        ],
+        "scores": [score_file(m, d, c, "scores.parquet") for m, d, c in cells],
+        "maps": [score_file(m, d, c, "maps.npy") for m, d, c in cells],
+    }
+
+
+def grid_cell(wildcards):
+    """The grid entry of one method (empty when it is not from a grid)."""
+    return {wildcards.method: GRID[wildcards.method]} if wildcards.method in GRID else {}
+
+
 def val_targets():
     """Metrics on ``val`` for datasets that have one: thresholds, calibration, selection."""
 

@@ -25,12 +25,34 @@ rule metrics:
         "../workflow/scripts/metrics.py"
 
 
+rule micro:
+    input:
+        unpack(micro_inputs),
+        manifest=rules.manifest.output[0],
+    output:
+        MICRO,
+    log:
+        log_of("micro", "{dataset}/{method}"),
+    benchmark:
+        benchmark_of("micro", "{dataset}/{method}")
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        geometry=geometry_cfg,
+        fpr_limit=config["fpr_limit"],
+        grid=grid_cell,
+    script:
+        "../workflow/scripts/micro.py"
+
+
 rule summary:
     input:
         metrics=metric_targets,
-        scores=score_targets("scores.parquet"),
-        maps=score_targets("maps.npy"),
-        manifests=manifest_files(),
+        micro=micro_targets,
     output:
         **cross_dataset_outputs(),
         csv=SUMMARY_CSV,
@@ -43,13 +65,10 @@ rule summary:
         "../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=2000,
+        runtime=10,
     params:
-        dataset_names=DATASETS,
-        datasets={d: geometry(d) for d in DATASETS},
         grid=GRID,
-        fpr_limit=config["fpr_limit"],
     script:
         "../workflow/scripts/summary.py"
 

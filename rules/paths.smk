@@ -23,6 +23,7 @@ TRAINED = "results/models/{method}/{train_set}"
 RESUME_ROOT = "results/.resume"
 SCORES = "results/{dataset}/scores/{method}/{category}/{split}/{file}"
 METRICS = "results/{dataset}/metrics/{method}/{category}/{split}.json"
+MICRO = "results/{dataset}/micro/{method}.json"  # test split, all categories pooled
 CROSS_SCORES = "results/{dataset}/cross/{method}/{train_category}/{category}/{split}/{file}"
 CROSS_METRICS = "results/{dataset}/cross/{method}/{train_category}/{category}/{split}.json"
 DOMAIN = "results/{dataset}/domain/{backbone}/{train_category}/{category}.json"

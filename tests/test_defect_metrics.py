@@ -13,7 +13,12 @@ from sklearn.metrics import roc_auc_score
 from iadbench.metrics import evaluate_category, summarise, to_markdown
 from iadbench.metrics.defects import defect_columns, per_defect_auroc
 from iadbench.metrics.operating import at_threshold, threshold_max_f1
-from iadbench.pipeline.evaluation import compute_metrics, operating_point, summarise_results
+from iadbench.pipeline.evaluation import (
+    compute_metrics,
+    compute_micro,
+    operating_point,
+    summarise_results,
+)
 
 # Four normal samples, two defect types; the type of a normal sample is whatever a layout says.
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -162,11 +167,14 @@ def test_a_component_ignores_the_fitted_threshold_and_needs_its_val_column(weld_
 
 def test_summary_holds_component_rows_beside_the_fused_method(weld_results, tmp_path):
     paths = weld_results["paths"]
-    summary = summarise_results(
+    micro = tmp_path / "micro.json"
+    compute_micro(
         [weld_results["out"]], [paths["test.parquet"]], [weld_results["maps"]],
-        {"weld": paths["manifest.parquet"]}, {"weld": weld_results["cfg"]},
-        tmp_path / "metrics.csv", tmp_path / "metrics.md",
+        paths["manifest.parquet"], weld_results["cfg"], micro,
     )  # fmt: skip
+    summary = summarise_results(
+        [weld_results["out"]], [micro], tmp_path / "metrics.csv", tmp_path / "metrics.md"
+    )
     methods = ["late_fusion", "late_fusion[audio]", "late_fusion[video]"]
     assert sorted(summary["method"].unique()) == methods
     csv = pd.read_csv(tmp_path / "metrics.csv").set_index(["method", "average"])

@@ -161,4 +161,4 @@ def test_the_server_refuses_to_fork_with_other_threads_running(tmp_path):
         timeout=60,
         stdin=subprocess.PIPE,
     )
-    assert "not serving" in proc.stderr and not address.exists()
+    assert "warm server stops" in proc.stderr and not address.exists()

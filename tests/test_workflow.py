@@ -106,14 +106,14 @@ def test_timings_list_every_job_and_the_report_shows_them(finished_run):
     # Collected before the report and its own benchmark: neither is listed on a first run.
     assert counts == {
         "demo_dataset": 1, "manifest": 1, "extract": 4, "fit": 2, "score": 2, "metrics": 2,
-        "summary": 1,
+        "micro": 1, "summary": 1,
     }  # fmt: skip
     assert set(timings.loc[timings["rule"].isin(["fit", "score", "metrics"]), "method"]) == {"pc"}
     assert timings.loc[timings["rule"] == "extract", "method"].isna().all()
     assert (timings["seconds"] > 0).all()
     assert "fit,demo/pc/brick,pc," in (finished_run / "results/summary/timings.csv").read_text()
     html = (finished_run / "results/summary/report.html").read_text()
-    assert '<section id="time-by-stage">' in html and "Time by rule: 13 jobs" in html
+    assert '<section id="time-by-stage">' in html and "Time by rule: 14 jobs" in html
 
 
 @pytest.mark.e2e
@@ -146,6 +146,7 @@ def test_changing_a_patchcore_parameter_reruns_only_that_method(finished_run):
     finally:
         write_config(finished_run, TINY)
     assert plan.get("fit") == 2 and plan.get("score") == 2 and plan.get("metrics") == 2
+    assert plan.get("micro") == 1 and plan.get("summary") == 1
     assert "extract" not in plan and "manifest" not in plan and "demo_dataset" not in plan
 
 
@@ -157,6 +158,7 @@ def test_second_method_on_the_same_backbone_reuses_cached_features(finished_run)
     try:
         plan = planned_rules(finished_run)
         assert plan.get("fit") == 2 and "extract" not in plan
+        assert plan.get("micro") == 1  # pc's pooled rows stay cached
         snakemake(finished_run)
         summary = pd.read_csv(finished_run / "results/summary/metrics.csv")
         assert set(summary["method"]) == {"pc", "pc_full"}

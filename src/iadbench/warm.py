@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -145,8 +146,8 @@ class Server:
 def start_server(preload: Sequence[str] = PRELOAD) -> Server:
     """Start a server importing ``preload`` and point this process's future jobs at it.
 
-    Returns at once: the server listens before it imports, so a job that connects early waits
-    in the socket's backlog instead of falling back.
+    Returns once the server listens, before it imports: it forks a job that connects early
+    right away (see ``_serve``).
     """
     folder = Path(tempfile.mkdtemp(prefix="iadbench-warm-"))
     address = folder / "socket"
@@ -160,6 +161,9 @@ def start_server(preload: Sequence[str] = PRELOAD) -> Server:
         env=env,
     )
     server = Server(process, folder)
+    deadline = time.monotonic() + 30
+    while not address.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # it binds before any import: a fraction of a second
     os.environ[SOCKET_ENV] = str(address)
     os.environ[PREFIX_ENV] = sys.prefix
     return server
@@ -188,25 +192,29 @@ def _remove(address: str) -> None:
 
 
 def _serve(listener: socket.socket, preload: Sequence[str]) -> None:
-    for name in preload:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-    others = _other_threads()
-    if others:
-        # Forking a process with other threads can deadlock the child; jobs run in their own
-        # processes instead (their connections are refused once this listener closes).
-        print(f"iadbench: warm server not serving: threads {others} after imports", file=sys.stderr)
-        return
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    """Accept and fork; import the next ``preload`` module whenever no job is waiting.
+
+    A job that arrives before the imports are done is forked at once and imports what it still
+    needs itself, as a fresh interpreter would.
+    """
     import selectors
 
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(sys.stdin, selectors.EVENT_READ)
+    pending = list(preload)
     while True:
-        for key, _ in selector.select():
+        others = _other_threads()
+        if others:
+            # Forking with other threads alive can deadlock the child: from here on every job
+            # runs in its own process (its connection is refused).
+            print(f"iadbench: warm server stops: threads {others} running", file=sys.stderr)
+            return
+        events = selector.select(timeout=0 if pending else None)
+        if not events:
+            _import(pending.pop(0))
+        for key, _ in events:
             if key.fileobj is sys.stdin:
                 if not sys.stdin.buffer.read1(1):
                     return  # the Snakemake process ended or stopped the server
@@ -217,6 +225,13 @@ def _serve(listener: socket.socket, preload: Sequence[str]) -> None:
                 listener.close()
                 os._exit(_child(conn))
             conn.close()
+
+
+def _import(name: str) -> None:
+    try:
+        __import__(name)
+    except ImportError:
+        pass  # not installed: the jobs that need it fail in their own way
 
 
 def _other_threads() -> list[str]:
@@ -285,8 +300,12 @@ def _exit_with_client(conn: socket.socket) -> None:
 
 
 def _apply_threads(count: int) -> None:
-    """Set the thread pools the fork inherited (sized 1 in the server) to the job's ``threads``."""
+    """Size the thread pools the fork inherited (1 in the server) to the job's ``threads``, and
+    the environment for the libraries the job has yet to import, as Snakemake does."""
+    os.environ.update(dict.fromkeys(_THREAD_VARS, str(count)))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)
-    if "threadpoolctl" in sys.modules:  # BLAS and OpenMP (numpy, scikit-learn, faiss)
-        sys.modules["threadpoolctl"].threadpool_limits(count)
+    if any(name in sys.modules for name in ("numpy", "faiss")):
+        from threadpoolctl import threadpool_limits  # BLAS and OpenMP: numpy, sklearn, faiss
+
+        threadpool_limits(count)

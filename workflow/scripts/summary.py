@@ -8,15 +8,7 @@ def main(sm):
     from iadbench.pipeline import summarise_results
 
     summarise_results(
-        sm.input.metrics,
-        sm.input.scores,
-        sm.input.maps,
-        dict(zip(sm.params.dataset_names, sm.input.manifests)),
-        sm.params.datasets,
-        sm.output.csv,
-        sm.output.md,
-        fpr_limit=sm.params.fpr_limit,
-        grid=sm.params.grid,
+        sm.input.metrics, sm.input.micro, sm.output.csv, sm.output.md, grid=sm.params.grid
     )
     if "cross_csv" in sm.output.keys():
         from iadbench.report.training import write_cross_dataset

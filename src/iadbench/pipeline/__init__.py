@@ -23,6 +23,7 @@ _MODULE_OF = {
     "make_noisy_text": "clip",
     "collect_sweeps": "evaluation",
     "compute_metrics": "evaluation",
+    "compute_micro": "evaluation",
     "cross_summary": "evaluation",
     "provenance": "evaluation",
     "summarise_results": "evaluation",

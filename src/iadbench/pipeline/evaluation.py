@@ -264,29 +264,13 @@ def result_rows(record: dict, columns: dict) -> Iterator[tuple[str, str, dict, d
         yield f"{record['method']}[{name}]", f"{COMPONENT_PREFIX}{name}", own, metrics
 
 
-def summarise_results(
-    metric_files: list[str | Path],
-    score_files: list[str | Path],
-    map_files: list[str | Path],
-    manifests: dict[str, str | Path],
-    dataset_cfgs: dict[str, dict],
-    csv_out: str | Path,
-    md_out: str | Path,
-    fpr_limit: float = 0.3,
-    grid: dict | None = None,
-) -> pd.DataFrame:
-    """Per-category rows + macro mean + micro (pooled) rows -> full CSV and headline Markdown.
-
-    ``grid`` maps expanded method names to their base entry and grid axes (see
-    :func:`iadbench.config.expand_methods`); those become the ``base``/``grid`` columns.
-    Component scores of fused methods become rows of their own (:func:`result_rows`).
-    """
+def _result_rows(metric_files: list[str | Path], grid: dict) -> tuple[list, list, dict]:
+    """Per-category rows of every metrics file, each row's (file index, score column), and each
+    (dataset, method row)'s describe columns per category."""
     rows, sources, described = [], [], {}
     for i, path in enumerate(metric_files):
         record = json.loads(Path(path).read_text())
-        for method, column, columns, metrics in result_rows(
-            record, describe_row(record, grid or {})
-        ):
+        for method, column, columns, metrics in result_rows(record, describe_row(record, grid)):
             described.setdefault((record["dataset"], method), []).append(columns)
             rows.append(
                 {
@@ -298,30 +282,50 @@ def summarise_results(
                 }
             )
             sources.append((i, column))
-    per_category = pd.DataFrame(rows)
+    return rows, sources, described
+
+
+def compute_micro(
+    metric_files: list[str | Path],
+    score_files: list[str | Path],
+    map_files: list[str | Path],
+    manifest: str | Path,
+    geometry_cfg: dict,
+    out: str | Path,
+    fpr_limit: float = 0.3,
+    grid: dict | None = None,
+) -> list[dict]:
+    """The micro rows (all categories' images and pixels pooled) of one method on one dataset.
+
+    The inputs are the method's per-category test metrics, scores and maps, in the same order;
+    a fused method also gets one row per component. One job per (dataset, method): pooling
+    sorts every pixel of the dataset, so changing one method re-pools only that method.
+    """
+    rows, sources, described = _result_rows(metric_files, grid or {})
+    geometry = Geometry.from_config(geometry_cfg)
+    table_of = {}
+    manifest_table = pd.read_parquet(manifest)
     micro_rows = []
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault((row["dataset"], row["method"]), []).append(i)
-    for (dataset, method), members in sorted(groups.items()):
-        cfg = dataset_cfgs[dataset]
-        geometry = Geometry.from_config(cfg)
-        manifest = pd.read_parquet(manifests[dataset])
+    for method in dict.fromkeys(row["method"] for row in rows):
+        members = [i for i, row in enumerate(rows) if row["method"] == method]
         labels, scores, masks, maps = [], [], [], []
         for file, column in (sources[i] for i in members):
-            table = pd.read_parquet(score_files[file])
+            table = table_of.get(file)
+            if table is None:
+                table = table_of[file] = pd.read_parquet(score_files[file])
             labels.append(table["label"].to_numpy())
             scores.append(table[column].to_numpy())
             if column != "score":
                 continue  # a component score has no maps
             truth, known = ground_truth(
-                table, manifest, geometry, int(cfg.get("mask_threshold", 0))
+                table, manifest_table, geometry, int(geometry_cfg.get("mask_threshold", 0))
             )
             masks.append(truth[known])
             maps.append(np.load(map_files[file])[known])
         if len(maps) < len(labels) or any(m.ndim != 3 or m.shape[1] == 0 for m in maps):
             masks, maps = None, None  # a method without pixel maps: pixel metrics are n/a
         micro = micro_metrics(labels, scores, masks, maps, fpr_limit=fpr_limit)
+        dataset = rows[members[0]]["dataset"]
         micro_rows.append(
             {
                 "dataset": dataset,
@@ -331,7 +335,27 @@ def summarise_results(
                 **micro,
             }
         )
-    summary = summarise(per_category, pd.DataFrame(micro_rows) if micro_rows else None)
+    save_json(out, micro_rows)
+    return micro_rows
+
+
+def summarise_results(
+    metric_files: list[str | Path],
+    micro_files: list[str | Path],
+    csv_out: str | Path,
+    md_out: str | Path,
+    grid: dict | None = None,
+) -> pd.DataFrame:
+    """Per-category rows + macro mean + micro (pooled) rows -> full CSV and headline Markdown.
+
+    ``micro_files`` are :func:`compute_micro`'s outputs. ``grid`` maps expanded method names to
+    their base entry and grid axes (see :func:`iadbench.config.expand_methods`); those become the
+    ``base``/``grid`` columns. Component scores of fused methods become rows of their own
+    (:func:`result_rows`).
+    """
+    rows, _, _ = _result_rows(metric_files, grid or {})
+    micro_rows = [row for path in micro_files for row in json.loads(Path(path).read_text())]
+    summary = summarise(pd.DataFrame(rows), pd.DataFrame(micro_rows) if micro_rows else None)
     save_text(csv_out, summary.to_csv(index=False, float_format="%.6f"))
     save_text(md_out, to_markdown(summary))
     return summary
