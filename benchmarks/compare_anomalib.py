@@ -252,9 +252,11 @@ def build_anomalib(method: str, args):
 def shared_input(paths: list[str], size: int, preprocessing):
     """The normalised batch exactly as our feature extraction builds it (uint8 PIL resize)."""
     from iadbench.data.images import Geometry, load_image
-    from iadbench.features.extract import _normalise
+    from iadbench.features.extract import normalise_images
 
-    return _normalise([Geometry(size, size).image(load_image(p)) for p in paths], preprocessing)
+    return normalise_images(
+        [Geometry(size, size).image(load_image(p)) for p in paths], preprocessing
+    )
 
 
 def worker_anomalib(spec: dict, args) -> dict:
@@ -392,14 +394,14 @@ def input_check(manifest, category: str, args) -> dict:
 
     from iadbench.backbones.loader import load_backbone
     from iadbench.data.images import Geometry, load_image
-    from iadbench.features.extract import _normalise
+    from iadbench.features.extract import normalise_images
 
     module, transform, _ = build_anomalib("patchcore", args)
     ours = load_backbone(BACKBONE, "pretrained", list(TAPS))
     path = manifest[(manifest["category"] == category) & (manifest["split"] == "test")][
         "image_path"
     ].iloc[0]
-    x_ours = _normalise(
+    x_ours = normalise_images(
         [Geometry(args.size, args.size).image(load_image(path))], ours.preprocessing
     )
     x_anomalib = transform(read_image(path, as_tensor=True))[None]

@@ -38,20 +38,23 @@ PRELOAD = (
     "pandas",
     "pyarrow.parquet",
     "PIL.Image",
-    "threadpoolctl",
-    "scipy.ndimage",
-    "sklearn.metrics",
     "torch",
     "timm",
-    "faiss",
+    "threadpoolctl",
     "snakemake.script",
     "iadbench.pipeline.data",
     "iadbench.pipeline.features",
+    "faiss",
+    "scipy.ndimage",
+    "sklearn.metrics",
     "iadbench.pipeline.models",
     "iadbench.pipeline.evaluation",
     "iadbench.pipeline.timings",
 )
-"""What every job would import anyway; a module that is not installed is skipped."""
+"""What jobs would import anyway, in the order a run needs it: the data jobs' modules (quick),
+then torch and timm for feature extraction, scipy and scikit-learn for the metrics last. A
+connection that arrives during one import waits for that import only. A module that is not
+installed is skipped."""
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _HEADER = struct.Struct("!Q")
@@ -221,9 +224,13 @@ def _serve(listener: socket.socket, preload: Sequence[str]) -> None:
                 continue
             conn, _ = listener.accept()
             if os.fork() == 0:
-                selector.close()
-                listener.close()
-                os._exit(_child(conn))
+                status = 1
+                try:  # whatever happens, this fork never returns into the server loop
+                    selector.close()
+                    listener.close()
+                    status = _child(conn)
+                finally:
+                    os._exit(status)
             conn.close()
 
 
@@ -261,6 +268,8 @@ def _child(conn: socket.socket) -> int:
                 return 1
             data += chunk
         request = pickle.loads(data)
+        if getattr(sys.modules.get("torch.cuda"), "_is_in_bad_fork", lambda: False)():
+            return 1  # CUDA was initialised before the fork; the job process runs the job
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -269,13 +278,9 @@ def _child(conn: socket.socket) -> int:
         return 1  # nothing started: the job process runs the job itself
     _in_worker = True
     threading.Thread(target=_exit_with_client, args=(conn,), daemon=True).start()
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    sys.path[:] = request["sys_path"] + [p for p in sys.path if p not in request["sys_path"]]
-    _apply_threads(request["threads"])
     status = 0
     try:
+        _become_job(request)
         runpy.run_path(
             request["script"], init_globals={"snakemake": request["sm"]}, run_name="__main__"
         )
@@ -288,6 +293,18 @@ def _child(conn: socket.socket) -> int:
         stream.flush()
     conn.sendall(struct.pack("!i", status))
     return status
+
+
+def _become_job(request: dict) -> None:
+    """Take the job process's directory, environment, import path and threads."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # re-read TMPDIR (Snakemake's tmpdir resource) on next use
+    time.tzset()
+    sys.argv = [request["script"]]
+    sys.path[:] = request["sys_path"] + [p for p in sys.path if p not in request["sys_path"]]
+    _apply_threads(request["threads"])
 
 
 def _exit_with_client(conn: socket.socket) -> None:
