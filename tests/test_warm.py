@@ -21,6 +21,8 @@ from iadbench.warm import entry
 
 def main(sm):
     import json, os, sys
+
+    preloaded = "numpy" in sys.modules  # the server imported it; this script never does
     from threadpoolctl import threadpool_info
 
     if sm.params.get("fail"):
@@ -34,7 +36,7 @@ def main(sm):
         "pid": os.getpid(),
         "cwd": os.getcwd(),
         "env": os.environ.get("JOB_VAR"),
-        "preloaded": "threadpoolctl" in sys.modules,
+        "preloaded": preloaded,
         "blas_threads": sorted({p["num_threads"] for p in threadpool_info()}),
     }
     open(sm.params["out"], "w").write(json.dumps(record))
@@ -55,7 +57,7 @@ runpy.run_path(sys.argv[1], init_globals={"snakemake": sm}, run_name="__main__")
 
 @pytest.fixture(scope="module")
 def server():
-    started = warm.start_server(preload=("numpy", "threadpoolctl"))
+    started = warm.start_server(preload=("numpy",), later=("threadpoolctl",))
     yield started
     started.stop()
 
@@ -136,7 +138,7 @@ def test_killing_the_job_process_ends_its_fork(server, tmp_path):
 
 
 def test_stopping_the_server_removes_its_socket_and_forgets_it(tmp_path):
-    started = warm.start_server(preload=())
+    started = warm.start_server(preload=(), later=())
     assert os.environ[warm.SOCKET_ENV] == started.address
     started.stop()
     assert warm.SOCKET_ENV not in os.environ and warm.PREFIX_ENV not in os.environ
@@ -151,7 +153,7 @@ def test_the_server_refuses_to_fork_with_other_threads_running(tmp_path):
         import threading, time
         threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
         from iadbench.warm import serve
-        serve({str(address)!r}, [])
+        serve({str(address)!r}, [], [])
         """
     )
     proc = subprocess.run(
