@@ -8,8 +8,9 @@ working directory, environment and standard streams over the socket (:func:`entr
 server runs the script's body with them and the job's thread count, and the job's process waits
 for the exit status. Snakemake still schedules, times, logs and cleans up every job as before.
 
-Without a server (cluster jobs, ``warm_jobs: false``, a job in another Python environment, a
-server that did not start) the body runs in the job's own process, as it always did.
+Without a usable server (cluster jobs, ``warm_jobs: false``, a job in another Python
+environment, a server that did not start or stopped, a fork made after CUDA was initialised) the
+body runs in the job's own process, as it always did.
 """
 
 from __future__ import annotations
