@@ -91,11 +91,12 @@ def print_job_seconds(work: Path) -> None:
     print(by_rule.round(1).to_string())
 
 
-def run_anomalib(python: str, size: int, categories: list[str]) -> float:
+def run_anomalib(python: str, size: int, categories: list[str], max_rss_gb: float) -> float:
     out = Path(tempfile.mkdtemp(prefix="bench-grid-anomalib-"))
     cmd = [
         python, str(REPO / "benchmarks/compare_anomalib.py"), "--libraries", "anomalib",
         "--size", str(size), "--out", str(out), "--name", "grid", "--categories", *categories,
+        "--max-rss-gb", str(max_rss_gb),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True)
     table = pd.read_csv(next(out.glob("compare_anomalib_grid_*[0-9].csv")))
@@ -117,13 +118,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads-per-job", type=int, help="--set-threads for extract, fit and score jobs"
     )
+    parser.add_argument(
+        "--anomalib-max-rss-gb",
+        type=float,
+        default=16.0,
+        help="memory guard of each anomalib cell (its coreset sometimes needs more than 8 GB)",
+    )
     args = parser.parse_args(argv)
     print(f"load before {os.getloadavg()}", flush=True)
     ours = run_ours(args.cores, args.size, args.categories, args.threads_per_job)
     n = len(args.categories)
     print(f"ours: one DAG, 5 methods x {n} categories: {ours:.1f} s", flush=True)
     if args.anomalib_python:
-        theirs = run_anomalib(args.anomalib_python, args.size, args.categories)
+        theirs = run_anomalib(
+            args.anomalib_python, args.size, args.categories, args.anomalib_max_rss_gb
+        )
         print(f"anomalib: once per cell (4 PatchCore + 1 PaDiM per category): {theirs:.1f} s")
         print(f"ratio anomalib / ours: {theirs / ours:.2f}x; load after {os.getloadavg()}")
 
