@@ -29,7 +29,7 @@ def _faiss():
     return faiss
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str) -> str:
     """``auto`` -> ``torch``; ``faiss`` only when asked for and installed."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown knn_backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -49,7 +49,7 @@ class KnnIndex:
         chunk_elems: int = 2**25,
     ) -> None:
         self.device = torch.device(device)
-        self.backend = resolve_backend(backend, self.device)
+        self.backend = resolve_backend(backend)
         self.bank = torch.as_tensor(bank).float().to(self.device)
         self.chunk_elems = chunk_elems
         if self.backend == "faiss":

@@ -61,7 +61,7 @@ class PatchCore(Method):
 
     def __init__(self, cfg: dict, device: str = "auto") -> None:
         super().__init__(cfg, device)
-        resolve_backend(self.cfg["knn_backend"], torch.device("cpu"))
+        resolve_backend(self.cfg["knn_backend"])
 
     def fit(self, train: MethodInputs, state_dir: Path) -> dict:
         train = train.require_features("PatchCore")

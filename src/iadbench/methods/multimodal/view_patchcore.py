@@ -39,7 +39,7 @@ class ViewPatchCore(Method):
 
     def __init__(self, cfg: dict, device: str = "auto") -> None:
         super().__init__(cfg, device)
-        resolve_backend(self.cfg["knn_backend"], torch.device("cpu"))
+        resolve_backend(self.cfg["knn_backend"])
 
     def fit(self, train: MethodInputs, state_dir: Path) -> dict:
         if labels_of(train.index).any():
