@@ -246,6 +246,7 @@ def _serve(listener: socket.socket, preload: Sequence[str], later: Sequence[str]
 
 
 def _import(name: str) -> None:
+    """Import ``name`` if it is installed."""
     try:
         __import__(name)
     except ImportError:
@@ -253,8 +254,8 @@ def _import(name: str) -> None:
 
 
 def _other_threads() -> list[str]:
-    """Threads besides this one that a fork would lose mid-work (jemalloc's, pyarrow's allocator
-    thread, is rebuilt by jemalloc's own fork handlers)."""
+    """Threads besides this one, which a fork would lose mid-work. jemalloc's background thread
+    (pyarrow's allocator) is allowed: jemalloc's own fork handlers rebuild it."""
     tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         return []
