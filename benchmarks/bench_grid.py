@@ -59,18 +59,20 @@ def grid_config(size: int, categories: list[str]) -> dict:
 def run_ours(cores: int, size: int, categories: list[str], threads: int | None = None) -> float:
     work = Path(tempfile.mkdtemp(prefix="bench-grid-"))
     (work / "config.yaml").write_text(yaml.safe_dump(grid_config(size, categories)))
-    cmd = [
-        sys.executable, "-m", "snakemake", "results/summary/metrics.csv", "-s",
-        str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
+    options = [
+        "-s", str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
         str(work / "config.yaml"), "--cores", str(cores), "--resources", "gpu=1",
     ]  # fmt: skip
     if threads:  # small jobs side by side instead of each taking every core
-        cmd += ["--set-threads", *(f"{rule}={threads}" for rule in THREADED_RULES)]
+        options += ["--set-threads", *(f"{rule}={threads}" for rule in THREADED_RULES)]
+    snakemake = [sys.executable, "-m", "snakemake"]
     # The demo images are written first and not timed: anomalib's cells also start from files.
-    demo = [*cmd[:3], "resources/datasets/demo/.complete", *cmd[4:]]
-    subprocess.run(demo, check=True, capture_output=True)
+    demo = "resources/datasets/demo/.complete"
+    subprocess.run([*snakemake, demo, *options], check=True, capture_output=True)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(
+        [*snakemake, "results/summary/metrics.csv", *options], check=True, capture_output=True
+    )
     seconds = time.perf_counter() - start
     summary = pd.read_csv(work / "results/summary/metrics.csv")
     macro = summary[summary["category"] == "macro_mean"][["method", "image_auroc", "aupro"]]

@@ -373,11 +373,13 @@ def score_file(method, dataset, category, file, split="test"):
     return path(SCORES, dataset=dataset, method=method, category=category, split=split, file=file)
 
 
+def metrics_file(method, dataset, category, split="test"):
+    return path(METRICS, dataset=dataset, method=method, category=category, split=split)
+
+
 def metric_targets(wildcards):
     """Reported metrics: the test split of every result cell."""
-    return [
-        path(METRICS, dataset=d, method=m, category=c, split="test") for m, d, c in result_cells()
-    ]
+    return [metrics_file(m, d, c) for m, d, c in result_cells()]
 
 
 def score_targets(file):
@@ -399,9 +401,7 @@ def micro_inputs(wildcards):
         (m, d, c) for m, d, c in result_cells() if (m, d) == (wildcards.method, wildcards.dataset)
     ]
     return {
-        "metrics": [
-            path(METRICS, dataset=d, method=m, category=c, split="test") for m, d, c in cells
-        ],
+        "metrics": [metrics_file(m, d, c) for m, d, c in cells],
         "scores": [score_file(m, d, c, "scores.parquet") for m, d, c in cells],
         "maps": [score_file(m, d, c, "maps.npy") for m, d, c in cells],
     }
@@ -417,7 +417,7 @@ def val_targets():
 
     def inner(wildcards):
         return [
-            path(METRICS, dataset=d, method=m, category=c, split=split)
+            metrics_file(m, d, c, split)
             for m, d, c in result_cells()
             for split in dataset_splits(config["datasets"][d])
             if split != "test"
