@@ -1,10 +1,18 @@
 # iadbench: manifest -> features -> fit | train -> score (test, val) -> metrics -> summary, report.
 # Building this DAG imports no torch: method kinds declare their needs in a torch-free module.
+import os
+
 from snakemake.utils import min_version
 
 from iadbench.config import check_config_file, prepare_config
+from iadbench.startup import check_dataset_paths
 
 min_version("9.0")
+
+
+# The landing page of Snakemake's own report (snakemake --report report.html); the results it
+# shows are marked report(...) in the rule files, their captions in workflow/report/.
+report: "workflow/report/workflow.rst"
 
 
 # The demo config is the default; a --configfile replaces it instead of merging into it.
@@ -13,12 +21,18 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-CONFIG_FILES = [str(p) for p in workflow.config_settings.configfiles] or ["config/config.yaml"]
+# The files the config came from: --configfile, or a configfile: directive (here, or in a
+# workflow that uses this one as a module and passes its config); "config" when none.
+CONFIG_FILES = [str(p) for p in workflow.configfiles] or ["config"]
 for config_file in CONFIG_FILES:
-    check_config_file(config_file)
+    if os.path.isfile(config_file):
+        check_config_file(config_file)
 # Defaults filled in; grids and seed lists become one validated method entry per cell.
 _concrete, GRID = prepare_config(config, workflow.source_path("config/schema.yaml"), CONFIG_FILES)
 config.update(_concrete)
+# Dataset roots and listed categories exist (generated demo data excepted): fail here, naming
+# the path, rather than in a manifest job.
+check_dataset_paths(config, CONFIG_FILES)
 
 
 include: "rules/paths.smk"
@@ -53,8 +67,9 @@ include: "rules/evaluate.smk"
 include: "rules/cross_domain.smk"
 
 
-# Local runs: script jobs run in forks of one process that imported torch and the library once
-# (iadbench.warm, config warm_jobs). Cluster jobs start their own interpreters.
+# Local runs with warm_jobs: true (opt-in): script jobs run in forks of one process that imported
+# torch and the library once (iadbench.warm; refused off Linux). Cluster jobs start their own
+# interpreters.
 _WARM_SERVERS = []
 
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from iadbench.clip.encoder import load_clip
-from iadbench.clip.winclip import window_indices
+from iadbench.methods.winclip.windows import window_indices
 
 
 def timed(fn, repeats: int) -> float:

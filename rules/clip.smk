@@ -23,7 +23,7 @@ rule clip_visual:
         mem_mb=8000,
         runtime=60,
     params:
-        backbone=backbone_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         options=view_options,
         device=config["device"],
@@ -49,7 +49,7 @@ rule clip_frozen:
         mem_mb=8000,
         runtime=120,
     params:
-        backbone=backbone_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     script:
@@ -73,7 +73,7 @@ rule clip_windows:
         mem_mb=8000,
         runtime=120,
     params:
-        backbone=backbone_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     script:
@@ -95,7 +95,7 @@ rule text_embeddings:
         mem_mb=4000,
         runtime=30,
     params:
-        encoder=text_encoder_cfg,
+        encoder_cfg=text_encoder_cfg,
         prompts=prompt_set_cfg,
         class_name=lambda wc: unquote_plus(wc.class_slug),
         device=config["device"],
@@ -124,7 +124,7 @@ rule text_bayes:
         mem_mb=4000,
         runtime=30,
     params:
-        encoder=text_encoder_cfg,
+        encoder_cfg=text_encoder_cfg,
         prompts=prompt_set_cfg,
         class_name=lambda wc: unquote_plus(wc.class_slug),
         device=config["device"],

@@ -357,9 +357,16 @@ def trained_models():
 
 def cross_dataset_outputs():
     """The summary's train set x target dataset table, when a method is trained on a train set."""
-    return (
-        {"cross_csv": CROSS_DATASET_CSV, "cross_md": CROSS_DATASET_MD} if trained_models() else {}
+    if not trained_models():
+        return {}
+    table = report(
+        CROSS_DATASET_CSV,
+        caption="../workflow/report/cross_dataset.rst",
+        category="Summary",
+        subcategory="Tables",
+        labels={"table": "cross_dataset.csv"},
     )
+    return {"cross_csv": table, "cross_md": CROSS_DATASET_MD}
 
 
 def result_cells():

@@ -46,7 +46,7 @@ rule domain_distance:
         mem_mb=4000,
         runtime=20,
     params:
-        backbone=backbone_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         seed=0,
         max_samples=2000,
@@ -59,7 +59,13 @@ rule cross_summary:
         metrics=lambda wc: [cross_metric(c) for c in cross_cells()],
         distances=lambda wc: [cross_distance(c) for c in cross_cells()],
     output:
-        CROSS_SUMMARY,
+        report(
+            CROSS_SUMMARY,
+            caption="../workflow/report/cross_domain.rst",
+            category=SUMMARY,
+            subcategory=TABLES,
+            labels={"table": "cross_domain.csv"},
+        ),
     log:
         log_of("cross_summary", "cross_summary"),
     benchmark:

@@ -38,6 +38,6 @@ checkpoint manifest:
         mem_mb=2000,
         runtime=20,
     params:
-        dataset=dataset_cfg,
+        dataset_cfg=dataset_cfg,
     script:
         "../workflow/scripts/manifest.py"

@@ -1,3 +1,8 @@
+# Results marked report(...) make Snakemake's own report (snakemake --report report.html): the
+# tables by name, the project report's figures filed by iadbench.smk_report.
+from iadbench.smk_report import SUMMARY, TABLES, TIMINGS, figure_category, figure_subcategory
+
+
 rule metrics:
     input:
         unpack(model_for),
@@ -20,7 +25,7 @@ rule metrics:
     params:
         geometry=geometry_cfg,
         fpr_limit=config["fpr_limit"],
-        method=method_cfg,
+        method_cfg=method_cfg,
     script:
         "../workflow/scripts/metrics.py"
 
@@ -55,7 +60,13 @@ rule summary:
         micro=micro_targets,
     output:
         **cross_dataset_outputs(),
-        csv=SUMMARY_CSV,
+        csv=report(
+            SUMMARY_CSV,
+            caption="../workflow/report/metrics.rst",
+            category=SUMMARY,
+            subcategory=TABLES,
+            labels={"table": "metrics.csv"},
+        ),
         md=SUMMARY_MD,
     log:
         log_of("summary", "summary"),
@@ -91,8 +102,8 @@ rule latency:
         mem_mb=8000,
         runtime=30,
     params:
-        method=method_cfg,
-        backbone=backbone_cfg,
+        method_cfg=method_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         images=lambda wc: config["latency"]["images"],
         device=config["device"],
@@ -104,7 +115,13 @@ rule latency_summary:
     input:
         latency_inputs,
     output:
-        LATENCY_CSV,
+        report(
+            LATENCY_CSV,
+            caption="../workflow/report/latency.rst",
+            category=SUMMARY,
+            subcategory=TABLES,
+            labels={"table": "latency.csv"},
+        ),
     log:
         log_of("latency_summary", "latency_summary"),
     benchmark:
@@ -125,7 +142,13 @@ rule cascade_sweeps:
     input:
         sweep_states,
     output:
-        SWEEP_CSV,
+        report(
+            SWEEP_CSV,
+            caption="../workflow/report/cascade_sweep.rst",
+            category=SUMMARY,
+            subcategory=TABLES,
+            labels={"table": "cascade_sweep.csv"},
+        ),
     log:
         log_of("cascade_sweeps", "cascade_sweeps"),
     benchmark:
@@ -175,7 +198,13 @@ rule timings:
         sweep_outputs(),
         variance_outputs(),
     output:
-        TIMINGS_CSV,
+        report(
+            TIMINGS_CSV,
+            caption="../workflow/report/timings.rst",
+            category=TIMINGS,
+            subcategory=TABLES,
+            labels={"table": "timings.csv"},
+        ),
     log:
         log_of("timings", "timings"),
     benchmark:
@@ -205,10 +234,23 @@ rule report:
         maps=score_targets("maps.npy"),
         manifests=manifest_files(),
         models=lambda wc: list(trained_models().values()),
-        references=os.path.join(workflow.basedir, "config", "references.yaml"),
+        references=workflow.source_path("../config/references.yaml"),
     output:
-        html=REPORT_HTML,
-        figures=directory(REPORT_FIGURES),
+        html=report(
+            REPORT_HTML,
+            caption="../workflow/report/project_report.rst",
+            category=SUMMARY,
+            subcategory="Project report",
+            labels={"report": "report.html"},
+        ),
+        figures=report(
+            directory(REPORT_FIGURES),
+            patterns=["{figure}.png"],
+            caption="../workflow/report/figure.rst",
+            category=figure_category,
+            subcategory=figure_subcategory,
+            labels={"figure": "{figure}"},
+        ),
     log:
         log_of("report", "report"),
     benchmark:

@@ -16,7 +16,7 @@ rule extract:
         mem_mb=8000,
         runtime=60,
     params:
-        backbone=backbone_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     script:
@@ -41,9 +41,9 @@ rule embed:
         mem_mb=8000,
         runtime=60,
     params:
-        dataset=encoder_dataset,
-        encoder=encoder_cfg,
-        backbones=encoder_backbones,
+        dataset_cfg=encoder_dataset,
+        encoder_cfg=encoder_cfg,
+        backbones_cfg=encoder_backbones,
         device=config["device"],
     script:
         "../workflow/scripts/embed.py"

@@ -18,8 +18,8 @@ rule fit:
         mem_mb=16000,
         runtime=120,
     params:
-        method=method_cfg,
-        backbone=backbone_cfg,
+        method_cfg=method_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         device=config["device"],
     script:
@@ -43,9 +43,9 @@ rule train:
         mem_mb=16000,
         runtime=480,
     params:
-        method=method_cfg,
-        backbone=backbone_cfg,
-        train_set=train_params,
+        method_cfg=method_cfg,
+        backbone_cfg=backbone_cfg,
+        train_set_cfg=train_params,
         resume_root=RESUME_ROOT,
         device=config["device"],
     script:

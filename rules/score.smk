@@ -19,8 +19,8 @@ rule score:
         mem_mb=8000,
         runtime=60,
     params:
-        method=method_cfg,
-        backbone=backbone_cfg,
+        method_cfg=method_cfg,
+        backbone_cfg=backbone_cfg,
         geometry=geometry_cfg,
         view_options=method_view_options,
         device=config["device"],

@@ -1,5 +1,6 @@
 """PatchCore memory-bank variants, fusion and kNN backends, end to end on synthetic features."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from iadbench.errors import CacheError, ConfigError
 from iadbench.methods import build_method
 from iadbench.methods.banks import Bank, build_bank, kmeans_centroids
 from iadbench.methods.coreset import approximate_greedy_coreset
-from iadbench.methods.kinds import BANKS, PatchCoreParams
+from iadbench.methods.patchcore.params import BANKS, PatchCoreParams
 
 CPU = torch.device("cpu")
 
@@ -37,7 +38,7 @@ def patches():
 
 
 def cfg(**overrides):
-    return {**PatchCoreParams().to_dict(), **overrides}
+    return dataclasses.replace(PatchCoreParams(), **overrides)
 
 
 def test_greedy_bank_is_the_approximate_coreset(patches):
@@ -110,8 +111,8 @@ def test_faiss_and_sklearn_kmeans_give_banks_of_the_same_shape_and_quality():
 
 
 def test_bank_config_is_validated():
-    with pytest.raises(ConfigError, match="unknown patchcore bank"):
-        PatchCoreParams.from_entry(cfg(bank="annoy"))
+    with pytest.raises(ConfigError, match="'patchcore'.* bank: 'annoy' is not one of"):
+        PatchCoreParams.from_entry({"kind": "patchcore", **cfg(bank="annoy").to_dict()})
     with pytest.raises(ConfigError, match="coreset"):
         build_method({"kind": "patchcore", "backbone": "x", "coreset": 0})
     with pytest.raises(ConfigError, match="fusion"):
@@ -165,5 +166,48 @@ def test_kmeans_clustering_is_the_configured_one_never_what_is_installed(patches
     assert torch.equal(a.vectors, b.vectors)
     with pytest.raises(ConfigError, match="install the faiss extra .* or set kmeans: sklearn"):
         build_bank(patches, cfg(bank="kmeans", k=8), 0, CPU)
-    with pytest.raises(ConfigError, match="kmeans must be faiss or sklearn"):
-        PatchCoreParams.from_entry(cfg(bank="kmeans", kmeans="auto"))
+    with pytest.raises(ConfigError, match=r"kmeans: 'auto' is not one of \['faiss', 'sklearn'\]"):
+        PatchCoreParams.from_entry(cfg(bank="kmeans", kmeans="auto").to_dict())
+
+
+# --- the paper's Eq. 7 image-score weight, by hand -----------------------------------------------
+
+TOY_BANK = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], np.float32)
+
+
+def test_eq7_weight_matches_a_numpy_hand_computation():
+    from iadbench.methods.knn import KnnIndex
+    from iadbench.methods.patchcore.method import reweight
+
+    query = np.array([0.9, 0.2], np.float32)
+    # m*: the bank element nearest the query ([1, 0]); its b = 3 nearest bank elements are
+    # itself (0), [0, 0] (1) and [0, 2] (sqrt 5); w = 1 - softmax(|query - those|)[0].
+    m_star = int(np.argmin(np.linalg.norm(TOY_BANK - query, axis=1)))
+    assert m_star == 1
+    support = TOY_BANK[[1, 0, 2]]
+    d = np.linalg.norm(support - query, axis=1).astype(np.float64)
+    expected = 1.0 - np.exp(d[0]) / np.exp(d).sum()
+    index = KnnIndex(torch.from_numpy(TOY_BANK), backend="torch", device="cpu")
+    got = reweight(torch.from_numpy(query), m_star, index, 3)
+    assert got == pytest.approx(expected, rel=1e-6)
+    # One neighbour: no reweighting (anomalib), not 1 - softmax of one distance = 0.
+    assert reweight(torch.from_numpy(query), m_star, index, 1) == 1.0
+
+
+@pytest.mark.parametrize("neighbors", [0, 1])
+def test_one_reweight_neighbour_keeps_the_unweighted_max(tmp_path, neighbors):
+    train = feature_inputs(TOY_BANK.reshape(1, 2, 2, 2), [2])
+    test = np.array([[[0.9, 0.2], [0.0, 0.0]], [[4.0, 3.0], [0.0, 2.5]]], np.float32)
+    entry = {
+        "kind": "patchcore", "backbone": "x", "bank": "full", "fusion": "concat",
+        "image_score": "patch_max", "sigma": 0, "reweight_neighbors": neighbors,
+        "knn_backend": "torch",
+    }  # fmt: skip
+    method = build_method(entry, device="cpu")
+    method.fit(train, tmp_path)
+    scores, _ = method.score(tmp_path, feature_inputs(test.reshape(1, 2, 2, 2), [2]), (4, 4))
+    # The fp16 store rounds the features; the max nearest-bank distance, by hand.
+    patches = test.reshape(-1, 2).astype(np.float16).astype(np.float64)
+    bank = TOY_BANK.astype(np.float16).astype(np.float64)
+    nearest = np.linalg.norm(patches[:, None] - bank[None], axis=2).min(1)
+    assert scores[0] == pytest.approx(nearest.max(), rel=1e-5) and nearest.max() > 0

@@ -16,7 +16,7 @@ from iadbench.data.manifest import build_manifest
 from iadbench.errors import DataError
 from iadbench.methods import build_method
 from iadbench.methods.base import MethodInputs
-from iadbench.methods.cascade import route
+from iadbench.methods.cascade.method import route
 
 CASCADE = {"kind": "cascade", "uses": {"gate": "g", "heatmap": "h"}}
 
@@ -163,3 +163,33 @@ def test_cascade_end_to_end_on_the_demo(tmp_path):
     write_config(tmp_path, config)
     plan = planned_rules(tmp_path)
     assert plan.get("fit") == 1 and "extract" not in plan and "latency" not in plan
+
+
+def hand_ece(p, y, bins=15):
+    """Guo et al.'s binary ECE written out: confidence max(p, 1 - p), equal-width bins."""
+    p, y = np.asarray(p, float), np.asarray(y)
+    conf, correct = np.maximum(p, 1 - p), ((p >= 0.5) == (y == 1)).astype(float)
+    k = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    return sum((k == b).mean() * abs(correct[k == b].mean() - conf[k == b].mean())
+               for b in np.unique(k))  # fmt: skip
+
+
+def test_the_heatmap_ece_is_kept_before_and_after_calibration(tmp_path):
+    # Raw heatmap scores already in [0, 1] (a probability before calibration, e.g. a CLIP kind).
+    labels = [0, 1, 1, 1]
+    raw = [0.1, 0.25, 0.7, 0.95]
+    # By hand: confidences 0.9, 0.75, 0.7, 0.95 fall in four different bins of width 1/15;
+    # correct = 1, 0, 1, 1; ECE = (0.1 + 0.75 + 0.3 + 0.05) / 4 = 0.3.
+    method = build_method({**CASCADE, "thresholds": [0.3, 0.6]})
+    state = method.fit(inputs(labels, [0.1, 0.4, 0.5, 0.9], raw), tmp_path)
+    assert state["val_heatmap_ece_raw"] == pytest.approx(0.3)
+    _, _, columns = method.score(tmp_path, inputs(labels, [0.1, 0.4, 0.5, 0.9], raw), (8, 8))
+    assert columns["p_heatmap_raw"].tolist() == raw
+    calibrated = columns["p_heatmap"]  # the same val images: the state's ECE after calibration
+    assert not np.allclose(calibrated, raw)
+    assert state["val_heatmap_ece"] == pytest.approx(hand_ece(calibrated, labels))
+    # Distances (PatchCore) are no probabilities: no ECE before calibration, not a made-up one.
+    state = method.fit(inputs(LABELS, GATE, HEATMAP), tmp_path)
+    assert state["val_heatmap_ece_raw"] is None and state["val_heatmap_ece"] >= 0
+    _, _, columns = method.score(tmp_path, inputs(LABELS, GATE, HEATMAP), (8, 8))
+    assert "p_heatmap_raw" not in columns and "p_heatmap" in columns

@@ -8,9 +8,10 @@ from functools import partial
 import pytest
 import torch
 
-from iadbench.clip import bayes, crane
 from iadbench.clip.encoder import load_clip, prototypes, text_prototypes
 from iadbench.errors import ConfigError
+from iadbench.methods.crane import bayes
+from iadbench.methods.crane import refined as crane
 
 NORMAL = ["a photo of a flawless bottle", "a bottle", "a perfect bottle"]
 ANOMALOUS = ["a photo of a damaged bottle", "a bottle with a defect"]

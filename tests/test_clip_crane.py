@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iadbench.clip import crane
 from iadbench.errors import ConfigError
+from iadbench.methods.crane import refined as crane
 
 TAU = 0.07
 
@@ -143,7 +143,11 @@ def test_negative_indices_resolve_against_the_depth(tiny, images):
     assert a.sources == b.sources == ((1, "eattn"), (3, "eattn"))
     for x, y in zip(a.patches, b.patches, strict=True):
         assert torch.equal(x, y)
-    assert crane.default_eattn_from(24) == 6 and crane.default_eattn_from(4) == 1
+    # Crane's code: replace_with_EAttn(to_layer=20) sets resblocks[-i] for i in range(1, 20),
+    # the last 19 of ViT-L/14's 24 blocks, so the first refined block is 24 - 19 = 5; ViT-B's
+    # 12 blocks keep the fraction: 12 * 5 / 24 = 2.5, floored to 2.
+    assert crane.default_eattn_from(24) == 24 - len(range(1, 20)) == 5
+    assert crane.default_eattn_from(12) == 2 and crane.default_eattn_from(4) == 0
     assert crane.resolve_block(-18, 24, "eattn_from") == 6
     assert crane.resolve_block(30, 24, "eattn_from", beyond=True) == 30
 

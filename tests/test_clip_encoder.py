@@ -16,8 +16,8 @@ from iadbench.clip.encoder import (
     load_clip,
     text_prototypes,
 )
-from iadbench.clip.winclip import window_indices
 from iadbench.errors import ConfigError, WeightsError
+from iadbench.methods.winclip.windows import window_indices
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from iadbench.clip.prompts import (
     class_name,
     sentences,
 )
-from iadbench.clip.shots import draw_references
 from iadbench.errors import ConfigError
+from iadbench.methods.winclip.shots import draw_references
 
 
 def test_winclip_ensemble_is_every_template_around_every_state():
@@ -91,7 +91,7 @@ def test_class_names_default_mapping_glob_and_object():
 
 def test_prompts_and_shots_import_no_torch():
     code = (
-        "import sys, iadbench.clip, iadbench.clip.prompts, iadbench.clip.shots; "
+        "import sys, iadbench.clip, iadbench.clip.prompts, iadbench.methods.winclip.shots; "
         "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,14 +5,14 @@ import math
 import pytest
 import torch
 
-from iadbench.clip.winclip import (
-    anomaly_probability,
+from iadbench.clip.scoring import anomaly_probability, upsample
+from iadbench.methods.winclip.params import TEMPERATURE
+from iadbench.methods.winclip.windows import (
     association_scores,
     combine_few_shot,
     few_shot_map,
     harmonic_aggregation,
     reference_memory,
-    upsample,
     window_indices,
     window_sets,
     zero_shot,
@@ -83,10 +83,10 @@ PROTOTYPES = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 def test_anomaly_probability_is_the_two_class_softmax_at_tau_007():
     theta = 0.9
     expected = 1 / (1 + math.exp(-(math.sin(theta) - math.cos(theta)) / 0.07))
-    got = anomaly_probability(3.0 * _unit(theta), 2.0 * PROTOTYPES)  # scale-free (cosines)
+    got = anomaly_probability(3.0 * _unit(theta), 2.0 * PROTOTYPES, 0.07)  # scale-free (cosines)
     assert got.item() == pytest.approx(expected, rel=1e-5)
-    assert anomaly_probability(_unit(0.0), PROTOTYPES).item() < 1e-5
-    assert anomaly_probability(_unit(math.pi / 4), PROTOTYPES).item() == pytest.approx(0.5)
+    assert anomaly_probability(_unit(0.0), PROTOTYPES, 0.07).item() < 1e-5
+    assert anomaly_probability(_unit(math.pi / 4), PROTOTYPES, 0.07).item() == pytest.approx(0.5)
 
 
 def test_zero_shot_is_the_three_way_harmonic_mean_with_the_image_score():
@@ -96,8 +96,8 @@ def test_zero_shot_is_the_three_way_harmonic_mean_with_the_image_score():
     cls = _unit(image_theta)[None]
     embs = [_unit(window_theta).expand(1, len(w), 3) for w in windows]
     score, maps = zero_shot(cls, embs, windows, PROTOTYPES, grid)
-    p_img = anomaly_probability(_unit(image_theta), PROTOTYPES).item()
-    p_win = anomaly_probability(_unit(window_theta), PROTOTYPES).item()
+    p_img = anomaly_probability(_unit(image_theta), PROTOTYPES, TEMPERATURE).item()
+    p_win = anomaly_probability(_unit(window_theta), PROTOTYPES, TEMPERATURE).item()
     assert score.item() == pytest.approx(p_img)
     assert maps.shape == (1, 4, 4)
     assert torch.allclose(maps, torch.full_like(maps, 3 / (1 / p_img + 2 / p_win)))

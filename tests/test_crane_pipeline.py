@@ -13,7 +13,7 @@ import pytest
 from test_workflow import TINY, planned_rules, snakemake, write_config
 
 from iadbench.config import prepare_config
-from iadbench.methods.crane import Crane
+from iadbench.methods.crane.method import Crane
 from iadbench.methods.kinds import params_of
 from iadbench.pipeline.models import method_inputs
 

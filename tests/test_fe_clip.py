@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iadbench.clip.adapters import FFE, FrequencyAdapter, dct_matrix, window_dct
 from iadbench.clip.encoder import load_clip
-from iadbench.methods.april_gan import AprilGan
-from iadbench.methods.fe_clip import FeClip
+from iadbench.methods.april_gan.method import AprilGan
+from iadbench.methods.fe_clip.adapters import FFE, FrequencyAdapter, dct_matrix, window_dct
+from iadbench.methods.fe_clip.method import FeClip
 from iadbench.training import TrainConfig
 from iadbench.training.optim import build_optimizer
 
@@ -104,9 +104,50 @@ def test_fc_lr_mult_zero_leaves_fc_patch_at_clips_projection():
                fe_clip(fc_lr_mult=0.0, lam=0.5).build(tiny()).adapters.parameters()))  # fmt: skip
 
 
-def test_the_loss_reports_its_components():
-    encoder = tiny()
-    method = fe_clip()
-    parts = method._loss(method.build(encoder), protos(encoder), batch())
-    assert set(parts) == {"loss", "focal", "dice", "cls"}
-    assert torch.allclose(parts["loss"], parts["focal"] + parts["dice"] + parts["cls"])
+class FixedHead(torch.nn.Module):
+    """A head whose one tap gives fixed (1, 2, 2, 2) logits and fixed image logits."""
+
+    align_corners, tap_reduce = False, "mean"
+
+    def __init__(self, anomaly_prob: torch.Tensor, image_logits: list[float]) -> None:
+        super().__init__()
+        logit = torch.log(anomaly_prob / (1 - anomaly_prob))  # softmax([0, logit])[1] = p
+        self.tap = torch.stack([torch.zeros_like(logit), logit])[None]
+        self.image = torch.nn.Parameter(torch.tensor([image_logits]))
+
+    def forward(self, inputs, protos):
+        return self.image, [self.tap]
+
+
+def test_the_loss_is_focal_plus_dice_plus_cls_by_hand_on_a_2x2_map():
+    prob = torch.tensor([[0.9, 0.2], [0.6, 0.1]], dtype=torch.float64)
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]], dtype=torch.float64)
+    head = FixedHead(prob, [0.0, 1.0])
+    batch_ = (torch.zeros(1, 3, 2, 2), mask, torch.zeros(1, dtype=torch.long))
+    parts = fe_clip()._loss(head, torch.zeros(1, 2, 4, dtype=torch.float64), batch_)
+    # Focal (gamma 2, alpha 1): p of the true class is 0.9, 0.8, 0.6, 0.9;
+    # mean of -(1 - p)^2 log p = (0.0010536 + 0.0089257 + 0.0817321 + 0.0010536) / 4.
+    assert float(parts["focal"].detach()) == pytest.approx(0.0231912630, rel=1e-6)
+    # Dice (smooth 1): 1 - (2 * (0.9 + 0.6) + 1) / ((0.9 + 0.2 + 0.6 + 0.1) + 2 + 1) = 1 - 4 / 4.8.
+    assert float(parts["dice"].detach()) == pytest.approx(1 / 6, rel=1e-6)
+    # Image CE, label anomalous (the mask has defect pixels): log(1 + e^-1).
+    assert float(parts["cls"].detach()) == pytest.approx(0.3132616875, rel=1e-6)
+    assert float(parts["loss"].detach()) == pytest.approx(0.0231912630 + 1 / 6 + 0.3132616875, rel=1e-6)
+
+
+def test_april_gans_map_sums_the_taps_softmax_after_align_corners_upsampling():
+    method = AprilGan({"kind": "april_gan"}, "cpu")
+    head = method.build(tiny())
+    g = torch.Generator().manual_seed(0)
+    taps = [torch.randn(1, 2, 2, 2, generator=g) for _ in range(2)]
+    # 2 -> 3 px with align_corners=True: rows/columns at source positions 0, 0.5, 1.
+    weights = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    expected = torch.zeros(3, 3)
+    for logits in taps:
+        up = weights @ logits[0] @ weights.T  # (2, 3, 3): each class channel upsampled
+        expected += torch.exp(up[1]) / (torch.exp(up[0]) + torch.exp(up[1]))  # then softmax
+    got = method._map(head, taps, (3, 3))
+    assert got.shape == (1, 3, 3)
+    assert torch.allclose(torch.from_numpy(got[0]), expected, atol=1e-6)
+    # A softmax before upsampling, align_corners=False or a mean over taps would all differ.
+    assert not torch.allclose(torch.from_numpy(got[0]), expected / 2, atol=1e-3)

@@ -20,12 +20,15 @@ from PIL import Image
 from iadbench.clip import frozen as frozen_module
 from iadbench.clip.encoder import FrozenStream, load_clip
 from iadbench.clip.train_data import ImageSet, mosaic
+from iadbench.data.images import Geometry
 from iadbench.errors import CacheError, ConfigError
 from iadbench.features.extract import normalise_images
-from iadbench.methods.april_gan import AprilGan
+from iadbench.methods.april_gan.method import AprilGan
+from iadbench.methods.april_gan.params import AprilGanParams
 from iadbench.methods.base import MethodInputs
-from iadbench.methods.fe_clip import FeClip
-from iadbench.methods.kinds import AprilGanParams, FeClipParams, params_of
+from iadbench.methods.fe_clip.method import FeClip
+from iadbench.methods.fe_clip.params import FeClipParams
+from iadbench.methods.kinds import params_of
 from iadbench.pipeline.clip import cached_frozen, make_frozen
 
 BACKBONE = {"model": "clip_tiny", "weights": "random", "seed": 0}
@@ -36,7 +39,11 @@ N_IMAGES = 6
 def methods(**extra):
     return [
         FeClip({"kind": "fe_clip", "taps": [1, 3], "lam": 0.5, "seed": 0, **extra}, "cpu"),
-        AprilGan({"kind": "april_gan", "seed": 0, **extra}, "cpu"),
+        # No mosaic, the geometry's bilinear images: the frozen-token cache can serve them.
+        AprilGan(
+            {"kind": "april_gan", "seed": 0, "mosaic": 0, "image_resize": "bilinear", **extra},
+            "cpu",
+        ),
     ]
 
 
@@ -131,10 +138,14 @@ def test_the_cache_is_file_backed_fp16_and_refuses_another_identity(train_set):
 
 
 def test_cache_views_follow_the_taps_and_the_augmentation():
-    assert params_of({"kind": "april_gan"}).cache_view("clip_tiny") == "raw-b0-b1-b2-b3"
+    cacheable = {"kind": "april_gan", "mosaic": 0, "image_resize": "bilinear"}
+    assert params_of(cacheable).cache_view("clip_tiny") == "raw-b0-b1-b2-b3"
+    # VAND's defaults (mosaic 0.2, bicubic images) change the images: no cache.
+    assert params_of({"kind": "april_gan"}).cache_view("clip_tiny") is None
+    assert params_of({**cacheable, "image_resize": "bicubic"}).cache_view("clip_tiny") is None
     assert params_of({"kind": "fe_clip", "taps": [3, 1]}).cache_view("clip_tiny") == "raw-b0"
     assert params_of({"kind": "fe_clip", "taps": [0, 2]}).cache_view("clip_tiny") is None
-    assert AprilGanParams(mosaic=0.2).cache_view("clip_tiny") is None
+    assert AprilGanParams(mosaic=0.2, image_resize="bilinear").cache_view("clip_tiny") is None
     assert FeClipParams(taps=[2], frozen_cache=False).cache_view("clip_tiny") is None
     with pytest.raises(ConfigError, match="nothing to cache"):
         FeClipParams(taps=[0], frozen_cache=True).cache_view("clip_tiny")
@@ -184,3 +195,60 @@ def test_mosaic_probability_zero_is_the_identity_and_a_seed_fixes_the_mosaics():
     one, two, other = draw(always, 5), draw(always, 5), draw(always, 6)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, two))
     assert any(not torch.equal(a[0], b[0]) for a, b in zip(one, other))
+
+
+# --- APRIL-GAN's training resize: VAND's bicubic images and bilinear-then-0.5 masks ----------------
+
+
+def test_a_bilinear_mask_resize_is_the_antialiased_triangle_filter_then_half():
+    # 4 -> 2 px: PIL's bilinear shrink is a triangle of half-width 2 source pixels centred on
+    # each output pixel; output 0 (centre 1.0) weighs source centres 0.5, 1.5, 2.5 by 0.75,
+    # 0.75, 0.25 (normalised by 1.75), output 1 (centre 3.0) weighs 1.5, 2.5, 3.5 by .25, .75, .75.
+    weights = np.array([[0.75, 0.75, 0.25, 0.0], [0.0, 0.25, 0.75, 0.75]]) / 1.75
+    geometry = Geometry(resize=2, crop=2)
+    for columns in ([1, 2], [1]):
+        mask = np.zeros((4, 4), bool)
+        mask[:, columns] = True
+        expected = (weights @ mask.astype(float) @ weights.T) > 0.5
+        # stripe 1-2: 0.571 per column -> all defect; column 1 alone: 0.43, 0.14 -> none
+        assert (geometry.mask(mask, "bilinear") == expected).all()
+        assert expected.all() if columns == [1, 2] else not expected.any()
+    # Nearest (the geometry's default) keeps source columns 1 and 3 instead.
+    stripe = np.zeros((4, 4), bool)
+    stripe[:, 1:3] = True
+    assert (geometry.mask(stripe) == np.array([[True, False], [True, False]])).all()
+
+
+def test_april_gan_trains_on_bicubic_images_and_bilinear_thresholded_masks(train_set, monkeypatch):
+    from iadbench.methods.clip_trained import trainer as trainer_module
+
+    root, manifest = train_set
+    seen: dict = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(images, masks, classes, preprocessing, mosaic_p, resample):
+        seen.update(images=images, masks=masks, mosaic_p=mosaic_p, resample=resample)
+        raise Captured
+
+    monkeypatch.setattr(trainer_module, "ImageSet", capture)
+    index = pd.read_parquet(manifest)
+    text = {k: np.ones((3, 32), np.float32) for k in ("normal", "anomalous")}
+    geometry = {"resize": 40, "crop": 40, "mask_threshold": 0}
+    part = MethodInputs(index, None, {}, index, geometry, BACKBONE, {"text": text})
+    with pytest.raises(Captured):
+        AprilGan({"kind": "april_gan", "seed": 0}, "cpu").train([part], root, root / "resume")
+    assert seen["mosaic_p"] == 0.2 and seen["resample"] == "bicubic"  # VAND's aug_rate, filter
+    for i, row in enumerate(index.itertuples()):
+        # VAND: open_clip's preprocess (PIL bicubic) and torchvision's Resize (PIL bilinear) of
+        # the 0/255 mask, ToTensor (/255), then gt > 0.5.
+        source = Image.open(row.image_path).convert("RGB")
+        bicubic = np.asarray(source.resize((40, 40), Image.BICUBIC))
+        assert np.array_equal(seen["images"][i], bicubic)
+        if isinstance(row.mask_path, str):
+            mask = Image.open(row.mask_path).convert("L").resize((40, 40), Image.BILINEAR)
+            expected = np.asarray(mask) / 255.0 > 0.5
+            assert expected.any() and np.array_equal(seen["masks"][i], expected)
+        else:
+            assert not seen["masks"][i].any()

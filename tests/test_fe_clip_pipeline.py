@@ -17,7 +17,7 @@ from test_workflow import snakemake, write_config
 
 import iadbench.data.images as images_module
 from iadbench.config import prepare_config
-from iadbench.methods import clip_trained
+from iadbench.methods.clip_trained import trainer as clip_trained
 from iadbench.pipeline.models import train_method
 from iadbench.training import train_model
 

@@ -109,3 +109,35 @@ def test_cuda_extraction_under_autocast_matches_the_cpu_features():
     assert out["cuda"].dtype == np.float16 and out["cuda"].shape == out["cpu"].shape
     scale = float(np.abs(out["cpu"].astype(np.float32)).max())
     np.testing.assert_allclose(out["cuda"], out["cpu"], atol=0.02 * scale)
+
+
+def test_nearest_upsampling_repeats_each_deeper_cell():
+    """PaDiM's embedding: patch_size 1 keeps the taps raw; deeper taps are np.repeat'ed."""
+    rng = np.random.default_rng(0)
+    fine = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+    mid = rng.normal(size=(2, 4, 4, 4)).astype(np.float32)
+    coarse = rng.normal(size=(2, 5, 2, 2)).astype(np.float32)
+    out = locally_aware_patches(
+        [torch.from_numpy(t) for t in (fine, mid, coarse)], patch_size=1, upsample="nearest"
+    ).numpy()
+    assert out.shape == (2, 8, 8, 12)
+    expected = [
+        fine,
+        np.repeat(np.repeat(mid, 2, axis=2), 2, axis=3),
+        np.repeat(np.repeat(coarse, 4, axis=2), 4, axis=3),
+    ]
+    np.testing.assert_array_equal(out, np.concatenate(expected, axis=1).transpose(0, 2, 3, 1))
+    bilinear = locally_aware_patches([torch.from_numpy(fine), torch.from_numpy(mid)], 1).numpy()
+    assert not np.allclose(bilinear[..., 3:], out[..., 3:7])
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        locally_aware_patches([torch.from_numpy(fine)], upsample="bicubic")
+
+
+def test_upsample_is_part_of_the_cache_key():
+    base = {"model": "resnet18", "weights": "random", "layers": [1, 2, 3], "patch_size": 1}
+    bilinear = FeatureConfig.from_config(base, GEOMETRY)
+    nearest = FeatureConfig.from_config({**base, "upsample": "nearest"}, GEOMETRY)
+    assert bilinear.upsample == "bilinear" and nearest.identity()["upsample"] == "nearest"
+    assert bilinear.hash() != nearest.hash()
+    with pytest.raises(ConfigError, match="upsample 'cubic'"):
+        FeatureConfig.from_config({**base, "upsample": "cubic"}, GEOMETRY)

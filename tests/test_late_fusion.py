@@ -13,12 +13,12 @@ from iadbench.errors import CacheError, ConfigError
 from iadbench.features.embeddings import INDEX_COLUMNS, EmbeddingSet
 from iadbench.methods.base import MethodInputs
 from iadbench.methods.kinds import params_of
-from iadbench.methods.multimodal.autoencoders import (
+from iadbench.methods.late_fusion.autoencoders import (
     AudioAutoencoder,
     VideoAutoencoder,
     moving_max,
 )
-from iadbench.methods.multimodal.late_fusion import LateFusion, best_weight
+from iadbench.methods.late_fusion.method import LateFusion, best_weight
 from iadbench.metrics.image import image_auroc
 
 TINY = {
@@ -183,10 +183,10 @@ def test_missing_sample_and_short_audio_are_errors(weld, tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"w": 1.5}, "w must be"),
-        ({"w": "test"}, "w must be"),
+        ({"w": 1.5}, r"w: 1.5 is greater than the maximum of 1"),
+        ({"w": "test"}, r"w: 'test' .*allowed: number in \[0, 1\] or val"),
         ({"video_widths": []}, "video_widths"),
-        ({"encoders": {"audio": "a"}}, "encoders must map exactly"),
+        ({"encoders": {"audio": "a"}}, r"encoders: 'video' is a required property"),
     ],
 )
 def test_bad_parameters_are_refused(change, message):

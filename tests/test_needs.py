@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import yaml
 
-from iadbench.config import prepare_config
+from iadbench.config import _load_schema, prepare_config
 from iadbench.errors import ConfigError
-from iadbench.methods.kinds import KINDS, PARAMS, needs_of, params_of
+from iadbench.methods.kinds import KINDS, needs_of, params_class, params_of
+from iadbench.methods.params import Needs, Params
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -38,17 +38,17 @@ def prepare(**changes) -> dict:
 
 
 def schema_kind_blocks() -> dict[str, dict]:
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _load_schema(str(SCHEMA.resolve()))
     blocks = schema["properties"]["methods"]["additionalProperties"]["allOf"]
     return {b["if"]["properties"]["kind"]["const"]: b["then"]["properties"] for b in blocks}
 
 
-@pytest.mark.parametrize("kind", sorted(PARAMS))
-def test_schema_defaults_and_keys_match_the_parameter_dataclass(kind):
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_generated_schema_carries_every_parameter_and_its_default(kind):
     block = schema_kind_blocks()[kind]
     fields = {
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        for f in dataclasses.fields(PARAMS[kind])
+        for f in dataclasses.fields(params_class(kind))
     }
     common = {"kind", "backbone", "datasets", "seed", "grid", "train_on", "uses"}
     assert set(block) - common == set(fields)
@@ -128,17 +128,18 @@ def test_disjoint_roles_allow_another_dataset_or_other_categories():
         prepare(train_sets=other_cats, methods={"toy": {**TOY, "train_on": "t"}})
 
 
+@dataclasses.dataclass(frozen=True)
+class Chain(Params):
+    implementation = "x:y"
+
+    def needs(self):
+        return Needs(frozenset({"scores"}), "none", uses=("inner",))
+
+
 def test_uses_must_name_the_declared_roles_and_no_cycle(monkeypatch):
     from iadbench.methods import kinds
 
-    @dataclasses.dataclass(frozen=True)
-    class Chain(kinds.Params):
-        implementation = "x:y"
-
-        def needs(self):
-            return kinds.Needs(frozenset({"scores"}), "none", uses=("inner",))
-
-    monkeypatch.setitem(kinds.PARAMS, "chain", Chain)
+    monkeypatch.setitem(kinds.KINDS, "chain", f"{__name__}:Chain")
     config = copy.deepcopy(BASE)
     config["methods"] = {
         "c1": {"kind": "chain", "uses": {"inner": "pc"}},

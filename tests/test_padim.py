@@ -8,8 +8,9 @@ import torch
 from conftest import feature_inputs
 
 from iadbench.errors import ConfigError
-from iadbench.methods import build_method, padim
-from iadbench.methods.padim import choose_channels, gaussian_fit, mahalanobis
+from iadbench.methods import build_method
+from iadbench.methods.padim import method as padim
+from iadbench.methods.padim.method import choose_channels, gaussian_fit, mahalanobis
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,48 @@ def test_padim_refuses_oversized_state_and_bad_config(gaussian, tmp_path, monkey
         method.fit(feature_inputs(gaussian[0]), tmp_path)
     with pytest.raises(ConfigError, match="epsilon"):
         build_method({"kind": "padim", "backbone": "x", "epsilon": 0})
+
+
+def test_padim_end_to_end_on_a_hand_made_tensor(tmp_path):
+    """3 training images x 2 positions x 2 channels; the score is numpy's Mahalanobis distance."""
+    train = np.array(
+        [
+            [[[1.0, 2.0], [0.0, -1.0]]],
+            [[[2.0, 1.5], [1.0, 0.5]]],
+            [[[4.0, 3.0], [0.5, 0.0]]],
+        ]
+    )  # (3 images, 1 x 2 grid, 2 channels), exact in fp16
+    test = np.array([[[[3.0, 1.0], [2.0, 2.0]]], [[[1.5, 2.5], [-1.0, 0.25]]]])
+    method = build_method({"kind": "padim", "backbone": "x", "sigma": 0})
+    method.fit(feature_inputs(train), tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["channels"] == [0, 1]  # null n_features -> 100 for an unknown model, capped at 2
+    scores, maps = method.score(tmp_path, feature_inputs(test), (1, 2))
+    expected = np.empty((2, 2))
+    for p in range(2):
+        x = train[:, 0, p]
+        inv = np.linalg.inv(np.cov(x, rowvar=False) + 0.01 * np.eye(2))
+        delta = test[:, 0, p] - x.mean(0)
+        expected[:, p] = np.sqrt(np.einsum("bd,de,be->b", delta, inv, delta))
+    np.testing.assert_allclose(maps[:, 0], expected, rtol=1e-4)
+    np.testing.assert_allclose(scores, expected.max(1), rtol=1e-4)
+
+
+def test_n_features_default_follows_the_backbone_model(tmp_path):
+    from iadbench.methods.padim.params import default_n_features
+
+    assert default_n_features("resnet18") == 100
+    assert default_n_features("wide_resnet50_2") == 550
+    assert default_n_features("efficientnet_lite0") == 100
+    rng = np.random.default_rng(0)
+    feats = feature_inputs(rng.normal(size=(3, 1, 2, 600)))
+    feats.features.meta["model"] = "wide_resnet50_2"
+    method = build_method({"kind": "padim", "backbone": "x", "seed": 3})
+    method.fit(feats, tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert (
+        state["feature_dim"] == 550 and state["channels"] == choose_channels(600, 550, 3).tolist()
+    )
+    explicit = build_method({"kind": "padim", "backbone": "x", "n_features": 7})
+    explicit.fit(feats, tmp_path / "explicit")
+    assert json.loads((tmp_path / "explicit" / "state.json").read_text())["feature_dim"] == 7

@@ -16,6 +16,7 @@ def test_patchcore_lite0_on_real_bottle_meets_published_level(shared_mvtec, tmp_
     )
     config["datasets"]["mvtec_ad"]["root"] = str(shared_mvtec)
     config["methods"]["patchcore_lite0"]["coreset"] = 0.01  # CI time; 0.1 gives the same numbers
+    config["warm_jobs"] = True  # as the other end-to-end tests (test_workflow.write_config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(tmp_path)
     summary = pd.read_csv(tmp_path / "results/summary/metrics.csv")

@@ -12,7 +12,7 @@ from iadbench.errors import CacheError, ConfigError
 from iadbench.features.embeddings import INDEX_COLUMNS, EmbeddingSet
 from iadbench.methods.base import MethodInputs
 from iadbench.methods.kinds import params_of
-from iadbench.methods.multimodal.view_patchcore import ViewPatchCore
+from iadbench.methods.view_patchcore.method import ViewPatchCore
 from iadbench.metrics.image import image_auroc
 
 GRID = 4  # 4 x 4 patches per view

@@ -164,3 +164,21 @@ def test_the_server_refuses_to_fork_with_other_threads_running(tmp_path):
         stdin=subprocess.PIPE,
     )
     assert "warm server stops" in proc.stderr and not address.exists()
+
+
+def test_without_a_thread_list_warm_jobs_refuse_to_start(monkeypatch, tmp_path, capsys):
+    """Off Linux (no /proc/self/task) the server could not check for threads before a fork."""
+    from iadbench.errors import ConfigError
+
+    monkeypatch.setattr(warm, "TASKS", tmp_path / "no-proc" / "self" / "task")
+    before = {k: os.environ.get(k) for k in (warm.SOCKET_ENV, warm.PREFIX_ENV)}
+    with pytest.raises(
+        ConfigError, match=r"warm_jobs: true needs /proc/self/task.*warm_jobs: false"
+    ):
+        warm.start_server(preload=(), later=())
+    assert {k: os.environ.get(k) for k in before} == before  # no job is pointed at a server
+
+    address = tmp_path / "s"
+    warm.serve(str(address), [], [])  # a server started anyway returns without listening
+    assert not address.exists()
+    assert "warm server not started: warm_jobs: true needs" in capsys.readouterr().err

@@ -75,7 +75,9 @@ def planned_rules(workdir: Path, env: dict | None = None) -> dict[str, int]:
 
 
 def write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    """``workdir/config.yaml``, with warm job processes on unless ``config`` says otherwise: the
+    suite's runs use them (off by default), and a test compares them with ``warm_jobs: false``."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"warm_jobs": True, **config}))
 
 
 @pytest.fixture(scope="module")

@@ -47,18 +47,51 @@ def _backbones(_: argparse.Namespace) -> None:
         )
 
 
-def _kinds(_: argparse.Namespace) -> None:
-    from iadbench.methods.kinds import PARAMS
+def _kinds(args: argparse.Namespace) -> None:
+    from iadbench.methods.kinds import KINDS, params_class
 
-    for name, cls in sorted(PARAMS.items()):
+    if args.update_docs:
+        from iadbench.docs import update_docs
+
+        for path in update_docs(args.update_docs):
+            print(f"updated {path}")
+        return
+    names = args.kind or list(KINDS)
+    classes = {name: params_class(name) for name in names}
+    if args.markdown:
+        print("\n".join(cls.markdown(name) for name, cls in classes.items()), end="")
+        return
+    for name, cls in classes.items():
         params = cls()
         needs = params.needs()
         print(
             f"{name:12s} {cls.implementation}\n"
+            f"{'':12s} {cls.summary()}\n"
             f"{'':12s} inputs={sorted(needs.inputs)} training={needs.training} maps={needs.maps}"
             f"{' uses=' + ','.join(needs.uses) if needs.uses else ''}\n"
+            f"{'':12s} entry keys: {cls.entry_line()}\n"
             f"{'':12s} defaults={json.dumps(params.to_dict())}"
         )
+        for row in cls.rows():
+            default = f" = {row['default']}" if row["default"] else ""
+            print(f"{'':14s}{row['name']}{default}  [{row['allowed']}]")
+            print(f"{'':16s}{row['description']}")
+
+
+def _init(args: argparse.Namespace) -> None:
+    from iadbench.init_config import build_config
+
+    result = build_config(
+        args.root,
+        layout=args.layout,
+        methods=[m for m in (args.methods or "").split(",") if m] or None,
+        name=args.name,
+        categories=[c for c in (args.categories or "").split(",") if c] or None,
+        backbone=args.backbone,
+        command="iadbench init " + " ".join(sys.argv[2:]),
+    )
+    print(result.inventory, file=sys.stderr)
+    sys.stdout.write(result.yaml)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +111,35 @@ def main(argv: list[str] | None = None) -> int:
     man.add_argument("--allow-missing-masks", action="store_true")
     man.add_argument("--name", default="dataset")
     man.set_defaults(func=_manifest)
+    init = sub.add_parser(
+        "init",
+        help="detect a dataset folder's layout and write a config for it (YAML on stdout)",
+        description="Inspect a dataset folder, list its categories (stderr) and print a "
+        "complete config for it (stdout): iadbench init --root /data/mvtec_ad > my.yaml",
+    )
+    init.add_argument("--root", required=True, help="the dataset folder")
+    init.add_argument("--layout", default="auto", help="auto, mvtec, mpdd, btad, visa or weld")
+    init.add_argument("--methods", help="comma-separated kinds (default patchcore)")
+    init.add_argument("--name", help="the dataset's name in the config (default from the layout)")
+    init.add_argument("--categories", help="comma-separated subset of the categories found")
+    init.add_argument("--backbone", default="efficientnet_lite0", help="feature backbone model")
+    init.set_defaults(func=_init)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=_backbones)
-    sub.add_parser("kinds", help="list method kinds: needs and defaults").set_defaults(func=_kinds)
+    kinds = sub.add_parser(
+        "kinds", help="list method kinds: needs, parameters with defaults, ranges, descriptions"
+    )
+    kinds.add_argument(
+        "--kind", action="append", help="only this kind (a name or 'module:Class'; repeatable)"
+    )
+    kinds.add_argument(
+        "--markdown", action="store_true", help="one Markdown parameter table per kind (docs)"
+    )
+    kinds.add_argument(
+        "--update-docs",
+        metavar="DIR",
+        help="rewrite the <!-- kinds:NAME --> regions of every *.md under DIR (e.g. docs)",
+    )
+    kinds.set_defaults(func=_kinds)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

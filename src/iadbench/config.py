@@ -22,7 +22,9 @@ import yaml
 
 from iadbench.backbones.registry import REGISTRY, resolve_layers
 from iadbench.errors import ConfigError
-from iadbench.methods.kinds import ENCODED, needs_of, params_of
+from iadbench.methods.kinds import IMPORT_STRING, KINDS, needs_of, params_class, params_of
+from iadbench.methods.params import ENCODED, allowed
+from iadbench.startup import add_registry_backbones
 
 GRID_SEPARATOR = "+"
 
@@ -30,9 +32,24 @@ GRID_SEPARATOR = "+"
 @functools.lru_cache(maxsize=4)
 def _load_schema(path: str) -> dict:
     """The parsed schema (libyaml when present: the pure-Python loader took ~50 ms a read, and
-    every Snakefile parse used to read it four times). Shared: never modify it."""
+    every Snakefile parse used to read it four times) with the kinds' parts added
+    (:func:`with_kinds`). Shared: never modify it."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(Path(path).read_text(), Loader=loader)
+    return with_kinds(yaml.load(Path(path).read_text(), Loader=loader))
+
+
+def with_kinds(schema: dict) -> dict:
+    """``schema`` (in place) with the method kinds' parts, generated from their parameter
+    declarations (:meth:`iadbench.methods.params.Params.json_schema`): ``kind`` is a registered
+    name or a plugin's ``"module:Class"``, and each registered kind gets an ``if kind == X then
+    {its keys and parameters}`` branch, whose defaults fill in like every other default."""
+    method = schema["properties"]["methods"]["additionalProperties"]
+    method["properties"]["kind"]["anyOf"] = [{"enum": list(KINDS)}, {"pattern": IMPORT_STRING}]
+    method["allOf"] = [
+        {"if": {"properties": {"kind": {"const": name}}}, "then": params_class(name).json_schema()}
+        for name in KINDS
+    ]
+    return schema
 
 
 def _fill_defaults(validator_class):
@@ -66,14 +83,20 @@ def validate_schema(config: dict, schema_path: str | Path, sources: list[str]) -
         error = jsonschema.exceptions.best_match(list(validator(schema).iter_errors(config)))
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-            raise ConfigError(f"{', '.join(map(str, sources))}: {where}: {error.message}")
+            message = error.message
+            if error.validator in ("oneOf", "anyOf"):  # "not valid under any of the ..."
+                message += f" (allowed: {allowed(error.schema)})"
+            raise ConfigError(f"{', '.join(map(str, sources))}: {where}: {message}")
 
 
 def prepare_config(config: dict, schema_path: str | Path, sources: list[str]) -> tuple[dict, dict]:
     """Validate, fill defaults, expand grids, re-validate every cell, check cross-references.
 
     Returns the concrete config and the grid description from :func:`expand_methods`.
+    A registry model name used as a backbone without a ``backbones:`` entry gets one first
+    (:func:`iadbench.startup.add_registry_backbones`).
     """
+    add_registry_backbones(config)
     validate_schema(config, schema_path, sources)
     config = {**config}
     try:

@@ -1,16 +1,21 @@
 """Warm job processes: a local run's script jobs run in forks of one process that imported once.
 
 A Snakemake script job is a fresh interpreter that imports torch, pandas and the library: 2-4 s
-on a 2-core CPU, more than the work of most demo-sized jobs (README, Measured). For a local run
+on a 2-core CPU, more than the work of most demo-sized jobs (docs/performance.md). For a local run
 the Snakefile's ``onstart`` calls :func:`start_server`: one server process imports those modules
 once and listens on a Unix socket. A job's own process then only sends its ``snakemake`` object,
 working directory, environment and standard streams over the socket (:func:`entry`); a fork of the
 server runs the script's body with them and the job's thread count, and the job's process waits
-for the exit status. Snakemake still schedules, times, logs and cleans up every job as before.
+for the exit status. Snakemake still schedules, logs and cleans up every job as before, but its
+``benchmark:`` file then times the waiting job process, not the work: a job's CPU time and peak
+RSS are in its log's ``usage`` line (:mod:`iadbench.pipeline.timings` reads them from there).
 
-Without a usable server (cluster jobs, ``warm_jobs: false``, a job in another Python
-environment, a server that did not start or stopped, a fork made after CUDA was initialised) the
-body runs in the job's own process, as it always did.
+Opt-in (``warm_jobs: true``; the default is false). Without a usable server (cluster jobs,
+``warm_jobs: false``, a job in another Python environment, a server that did not start or
+stopped, a fork made after CUDA was initialised) the body runs in the job's own process, as it
+always did. The server checks before every fork that it runs no other thread, in
+``/proc/self/task``; where that does not exist (not Linux) :func:`start_server` refuses to start
+(``ConfigError`` naming ``warm_jobs``) rather than fork unchecked.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from iadbench.errors import ConfigError
 
 SOCKET_ENV = "IADBENCH_WARM_SOCKET"
 PREFIX_ENV = "IADBENCH_WARM_PREFIX"
@@ -59,6 +66,16 @@ PRELOAD_LATER = (
 )
 """Imported one by one between forks, while the first jobs run: what fits, scores and metrics
 add. A job that connects meanwhile waits for one import at most."""
+
+TASKS = Path("/proc/self/task")
+"""Where Linux lists the threads of the process that reads it: the server's check before a fork."""
+
+UNCHECKABLE = (
+    "warm_jobs: true needs /proc/self/task (Linux), where the warm server checks before every "
+    "fork that it runs no other thread (a fork taken beside a running thread can deadlock the "
+    "job); this platform has none. Set warm_jobs: false (or --config warm_jobs=False): every job "
+    "then runs in its own process"
+)
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _HEADER = struct.Struct("!Q")
@@ -158,8 +175,11 @@ def start_server(preload: Sequence[str] = PRELOAD, later: Sequence[str] = PRELOA
     at it.
 
     Returns once the server listens, before it imports: a job that connects early waits in the
-    socket's backlog (see ``_serve``) instead of running in its own process.
+    socket's backlog (see ``_serve``) instead of running in its own process. Raises
+    ``ConfigError`` (:data:`UNCHECKABLE`) where the server could not see its threads.
     """
+    if not threads_checkable():
+        raise ConfigError(UNCHECKABLE)
     folder = Path(tempfile.mkdtemp(prefix="iadbench-warm-"))
     address = folder / "socket"
     # No thread pools in the server: a fork keeps only the forking thread. Each fork then sets its
@@ -181,7 +201,14 @@ def start_server(preload: Sequence[str] = PRELOAD, later: Sequence[str] = PRELOA
 
 
 def serve(address: str, preload: Sequence[str], later: Sequence[str] = ()) -> None:
-    """The server: listen, import, fork one child per connection until stdin closes."""
+    """The server: listen, import, fork one child per connection until stdin closes.
+
+    Where it cannot see its threads it returns at once, without listening: every job then runs
+    in its own process.
+    """
+    if not threads_checkable():
+        print(f"iadbench: warm server not started: {UNCHECKABLE}", file=sys.stderr)
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the jobs and for Snakemake
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
@@ -253,14 +280,17 @@ def _import(name: str) -> None:
         pass  # not installed: the jobs that need it fail in their own way
 
 
+def threads_checkable() -> bool:
+    """Whether this process can list its threads (:data:`TASKS`), as the server must."""
+    return TASKS.is_dir()
+
+
 def _other_threads() -> list[str]:
     """Threads besides this one, which a fork would lose mid-work. jemalloc's background thread
-    (pyarrow's allocator) is allowed: jemalloc's own fork handlers rebuild it."""
-    tasks = Path("/proc/self/task")
-    if not tasks.is_dir():
-        return []
+    (pyarrow's allocator) is allowed: jemalloc's own fork handlers rebuild it. Called only where
+    :func:`threads_checkable` (``serve`` returns at once elsewhere)."""
     names = [
-        (t / "comm").read_text().strip() for t in tasks.iterdir() if t.name != str(os.getpid())
+        (t / "comm").read_text().strip() for t in TASKS.iterdir() if t.name != str(os.getpid())
     ]
     return [name for name in names if name != "jemalloc_bg_thd"]
 

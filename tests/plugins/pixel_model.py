@@ -23,7 +23,7 @@ class PixelDistance(Method):
     SIZE = (32, 32)
 
     def fit(self, train: MethodInputs, state_dir: Path) -> dict:
-        paths = sorted(train.index["image_path"])[: int(self.cfg["shots"])]
+        paths = sorted(train.index["image_path"])[: int(self.params.shots)]
         save_npy(Path(state_dir) / "mean.npy", np.mean([_gray(p, self.SIZE) for p in paths], 0))
         summary = {"references": len(paths)}
         save_json(Path(state_dir) / "state.json", summary)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from iadbench.methods.kinds import Needs, Params
+from iadbench.methods.params import Needs, Params
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class ToyAutoencoder(Method):
 
     def _model(self, dim: int) -> torch.nn.Module:
         torch.manual_seed(self.seed)
-        hidden = int(self.cfg["hidden"])
+        hidden = int(self.params.hidden)
         return torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.Linear(hidden, dim))
 
     def train(self, parts: list[MethodInputs], out_dir: Path, resume_dir: Path) -> dict:

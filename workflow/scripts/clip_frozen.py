@@ -10,7 +10,7 @@ def main(sm):
         sm.input.manifest,
         sm.wildcards.category,
         sm.wildcards.split,
-        sm.params.backbone,
+        sm.params.backbone_cfg,
         sm.params.geometry,
         sm.wildcards.view,
         sm.output.tokens,

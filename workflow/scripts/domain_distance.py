@@ -9,7 +9,7 @@ def main(sm):
     feature_distance(
         (sm.input.a_npy, sm.input.a_index),
         (sm.input.b_npy, sm.input.b_index),
-        sm.params.backbone,
+        sm.params.backbone_cfg,
         sm.params.geometry,
         sm.output[0],
         seed=sm.params.seed,

@@ -8,10 +8,10 @@ def main(sm):
 
     embed(
         sm.input.manifest,
-        sm.params.dataset,
+        sm.params.dataset_cfg,
         sm.wildcards.encoder,
-        sm.params.encoder,
-        sm.params.backbones,
+        sm.params.encoder_cfg,
+        sm.params.backbones_cfg,
         sm.wildcards.category,
         sm.wildcards.split,
         sm.output.npy,

@@ -7,8 +7,8 @@ def main(sm):
     from iadbench.pipeline import fit_method
 
     fit_method(
-        sm.params.method,
-        sm.params.backbone,
+        sm.params.method_cfg,
+        sm.params.backbone_cfg,
         sm.params.geometry,
         dict(sm.input.items()),
         sm.wildcards.category,

@@ -7,8 +7,8 @@ def main(sm):
     from iadbench.pipeline import time_method
 
     time_method(
-        sm.params.method,
-        sm.params.backbone,
+        sm.params.method_cfg,
+        sm.params.backbone_cfg,
         sm.params.geometry,
         sm.input.manifest,
         sm.wildcards.category,

@@ -13,7 +13,7 @@ def main(sm):
         sm.input.maps,
         sm.input.manifest,
         sm.params.geometry,
-        provenance(sm.wildcards, sm.params.method, state),
+        provenance(sm.wildcards, sm.params.method_cfg, state),
         sm.output[0],
         fpr_limit=sm.params.fpr_limit,
         val_scores=sm.input.get("val_scores"),

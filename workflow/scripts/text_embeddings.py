@@ -7,7 +7,7 @@ def main(sm):
     from iadbench.pipeline import make_text
 
     make_text(
-        sm.params.encoder,
+        sm.params.encoder_cfg,
         sm.params.prompts,
         sm.params.class_name,
         sm.output[0],

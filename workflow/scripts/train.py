@@ -8,10 +8,10 @@ def main(sm):
 
     train_method(
         sm.wildcards.method,
-        sm.params.method,
-        sm.params.backbone,
+        sm.params.method_cfg,
+        sm.params.backbone_cfg,
         sm.wildcards.train_set,
-        sm.params.train_set,
+        sm.params.train_set_cfg,
         {
             "manifest": sm.input.manifest,
             "npy": sm.input.get("npy"),

@@ -23,12 +23,8 @@ import torch.nn.functional as F
 from iadbench.backbones.loader import Preprocessing, build_clip_model
 from iadbench.backbones.registry import resolve_layers, spec_for
 from iadbench.backbones.weights import ResolvedWeights, resolve_weights
+from iadbench.clip.token_paths import TOKEN_PATHS
 from iadbench.errors import ConfigError
-from iadbench.methods.kinds import TOKEN_PATHS
-
-# Which tokens a tap yields: METHODS §0 "projected" (ln_post, then proj: AnomalyCLIP, Crane) and
-# "raw" (the block's residual stream: APRIL-GAN), plus "ln_post" (no proj), the space of the
-# patch tokens open_clip returns with ``output_tokens`` (anomalib's WinCLIP+ patch memory).
 
 
 @dataclass(frozen=True)

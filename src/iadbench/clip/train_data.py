@@ -17,12 +17,17 @@ from PIL import Image
 
 from iadbench.backbones.loader import Preprocessing
 from iadbench.clip.frozen import FrozenFile
+from iadbench.data.images import RESAMPLE
 from iadbench.features.extract import normalise_images
 
 
-def mosaic(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
+def mosaic(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], image_resample: str = "bilinear"
+):
     """Four (H, W, 3) uint8 images and (H, W) bool masks tiled 2×2 in reading order, then
-    resized back to (H, W): bilinear, the mask thresholded at 0.5 (METHODS §2.2, VAND)."""
+    resized back to (H, W): the image with the PIL filter ``image_resample`` (APRIL-GAN's
+    default: bicubic, VAND's ``preprocess``), the mask bilinear, thresholded at 0.5 (METHODS
+    §2.2, VAND)."""
     if len(images) != 4 or len(masks) != 4:
         raise ValueError("a mosaic takes exactly four images and four masks")
     h, w = images[0].shape[:2]
@@ -30,7 +35,7 @@ def mosaic(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
     def tile(parts: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.concatenate(parts[:2], 1), np.concatenate(parts[2:], 1)], 0)
 
-    image = Image.fromarray(tile(images)).resize((w, h), Image.BILINEAR)
+    image = Image.fromarray(tile(images)).resize((w, h), RESAMPLE[image_resample])
     mask = Image.fromarray(tile([m.astype(np.uint8) * 255 for m in masks]))
     return np.asarray(image), np.asarray(mask.resize((w, h), Image.BILINEAR)) > 127
 
@@ -38,11 +43,20 @@ def mosaic(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
 class ImageSet(torch.utils.data.Dataset):
     """Geometry-applied images with their masks and class indices; with probability
     ``mosaic_p`` a sample becomes a mosaic of four images of its class drawn with replacement
-    (VAND draws them at random from the class, not necessarily the sample itself)."""
+    (VAND draws them at random from the class, not necessarily the sample itself), resized
+    back with the PIL filter ``resample`` (:func:`mosaic`)."""
 
-    def __init__(self, images, masks, classes, preprocessing: Preprocessing, mosaic_p=0.0):
+    def __init__(
+        self,
+        images,
+        masks,
+        classes,
+        preprocessing: Preprocessing,
+        mosaic_p=0.0,
+        resample: str = "bilinear",
+    ):
         self.images, self.masks, self.classes = images, masks, classes
-        self.pp, self.mosaic_p = preprocessing, float(mosaic_p)
+        self.pp, self.mosaic_p, self.resample = preprocessing, float(mosaic_p), resample
         self.members: dict[int, list[int]] = {}
         for i, c in enumerate(classes):
             self.members.setdefault(c, []).append(i)
@@ -54,7 +68,9 @@ class ImageSet(torch.utils.data.Dataset):
         image, mask = self.images[i], self.masks[i]
         if self.mosaic_p > 0 and random.random() < self.mosaic_p:
             picks = random.choices(self.members[self.classes[i]], k=4)
-            image, mask = mosaic([self.images[j] for j in picks], [self.masks[j] for j in picks])
+            image, mask = mosaic(
+                [self.images[j] for j in picks], [self.masks[j] for j in picks], self.resample
+            )
         pixels = normalise_images([image], self.pp)[0]
         return pixels, torch.from_numpy(mask).float(), self.classes[i]
 

@@ -19,6 +19,8 @@ from iadbench.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+# PIL filters by name (Geometry's ``resample``): PIL's bilinear/bicubic shrink with antialiasing.
+RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
 def require_utf8(path: str | Path) -> Path:
@@ -159,23 +161,25 @@ class Geometry:
         off = (self.resize - self.crop) // 2
         return off, off, off + self.crop, off + self.crop
 
-    def image(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) -> uint8 (crop, crop, 3), bilinear with antialiasing."""
-        img = Image.fromarray(rgb).resize((self.resize, self.resize), Image.BILINEAR)
+    def image(self, rgb: np.ndarray, resample: str = "bilinear") -> np.ndarray:
+        """uint8 (H, W, 3) -> uint8 (crop, crop, 3), bilinear with antialiasing (or the PIL
+        filter ``resample`` names: ``bicubic``, ``nearest``)."""
+        img = Image.fromarray(rgb).resize((self.resize, self.resize), RESAMPLE[resample])
         return np.asarray(img.crop(self._crop_box()))
 
-    def mask(self, mask: np.ndarray) -> np.ndarray:
-        """bool (H, W) -> bool (crop, crop), nearest-neighbour so labels stay exact."""
-        return self.mask_and_loss(mask)[0]
+    def mask(self, mask: np.ndarray, resample: str = "nearest") -> np.ndarray:
+        """bool (H, W) -> bool (crop, crop), nearest-neighbour so labels stay exact; or
+        ``resample: bilinear``: PIL's bilinear of the 0/255 mask, then > 0.5 (VAND's masks)."""
+        return self.mask_and_loss(mask, resample)[0]
 
-    def mask_and_loss(self, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    def mask_and_loss(self, mask: np.ndarray, resample: str = "nearest") -> tuple[np.ndarray, int]:
         """The evaluated mask and how many resized defect pixels the centre crop cut away.
 
         A centre crop drops image borders; defects that reach them are partly invisible to
         every method and to the metrics, which is worth saying rather than scoring silently.
         """
         img = Image.fromarray(mask.astype(np.uint8) * 255).resize(
-            (self.resize, self.resize), Image.NEAREST
+            (self.resize, self.resize), RESAMPLE[resample]
         )
         resized = np.asarray(img) > 127
         kept = np.asarray(img.crop(self._crop_box())) > 127

@@ -60,12 +60,12 @@ import logging
 from collections.abc import Iterable
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from iadbench.data.images import check_image, load_mask, mask_threshold, require_utf8
 from iadbench.data.layouts import Layout, get_layout
 from iadbench.data.splits import apply_val_split
 from iadbench.errors import ConfigError, DataError
+from iadbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _check_categories(
 
 
 def _check_files(frame: pd.DataFrame, threshold: int) -> None:
-    rows = tqdm(
+    rows = Progress(
         frame.itertuples(index=False), total=len(frame), desc="checking", unit="img", disable=None
     )
     for row in rows:

@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from iadbench.data.images import load_image
+from iadbench.data.sensor_modes import NORMALISE_MODES
 from iadbench.errors import DataError
 
 SENSOR_SIGNALS = (
@@ -26,7 +27,6 @@ SENSOR_SIGNALS = (
     "Wire Consumed",
     "Secondary Weld Voltage",
 )
-NORMALISE_MODES = ("train", "sample")
 
 
 # PyAV and soundfile are imported by the readers that use them: every manifest job imports this

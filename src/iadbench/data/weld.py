@@ -28,11 +28,11 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from iadbench.data.images import IMAGE_SUFFIXES, dataset_root, require_utf8
 from iadbench.data.media import check_sensor_header, probe_audio, probe_video
 from iadbench.errors import ConfigError, DataError
+from iadbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def read(cfg: dict, categories: list[str]) -> Iterator[dict]:
     """Yield one manifest row per kept run, after a cheap probe of each of its files."""
     _check_config(cfg, categories)
     kept, _ = runs(cfg)
-    for run in tqdm(kept, desc="probing runs", unit="run", disable=None):
+    for run in Progress(kept, desc="probing runs", unit="run", disable=None):
         _check_media(run)
         yield _row(run)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from iadbench.backbones.loader import Preprocessing, load_backbone
 from iadbench.backbones.registry import resolve_layers, spec_for
@@ -18,14 +17,16 @@ from iadbench.backbones.weights import resolve_weights
 from iadbench.data.images import Geometry, load_image
 from iadbench.device import resolve_device
 from iadbench.errors import CacheError, ConfigError
-from iadbench.features.patches import PADDINGS, layer_shares, locally_aware_patches
+from iadbench.features.patches import PADDINGS, UPSAMPLES, layer_shares, locally_aware_patches
 from iadbench.features.store import config_hash, write_features
+from iadbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
 # 2: ViT/CLIP families, resolved tap indices, per-tap ``dim`` reduction, ``layer_dims`` in meta.
 # 3: ``padding`` (border handling of the patch aggregation) and ``normalize`` in the identity.
-FORMAT_VERSION = 3
+# 4: ``upsample`` (bilinear | nearest resizing of deeper taps) in the identity.
+FORMAT_VERSION = 4
 
 # ``normalize: imagenet`` — the statistics many pipelines apply whatever the weights were trained
 # with; ``model`` (the default) takes the weights' own from the library's config.
@@ -50,12 +51,17 @@ class FeatureConfig:
     geometry: Geometry = field(default_factory=Geometry)
     padding: str = "zeros"
     normalize: str = "model"
+    upsample: str = "bilinear"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", resolve_layers(self.model, self.layers))
         if self.padding not in PADDINGS:
             raise ConfigError(
                 f"backbone {self.model!r}: padding {self.padding!r} is not one of {PADDINGS}"
+            )
+        if self.upsample not in UPSAMPLES:
+            raise ConfigError(
+                f"backbone {self.model!r}: upsample {self.upsample!r} is not one of {UPSAMPLES}"
             )
         if self.normalize not in NORMALIZE:
             raise ConfigError(
@@ -80,6 +86,7 @@ class FeatureConfig:
             geometry=Geometry.from_config(geometry),
             padding=str(backbone.get("padding", "zeros")),
             normalize=str(backbone.get("normalize", "model")),
+            upsample=str(backbone.get("upsample", "bilinear")),
         )
 
     def identity(self) -> dict:
@@ -96,6 +103,7 @@ class FeatureConfig:
             "layers": list(self.layers),
             "patch_size": self.patch_size,
             "padding": self.padding,
+            "upsample": self.upsample,
             "normalize": self.normalize,
             "dim": self.dim,
             "seed": self.seed if weights.kind == "random" else None,
@@ -148,7 +156,7 @@ def patch_features(
     else:
         taps = backbone.taps(batch)
     layer_dims = layer_shares([t.shape[1] for t in taps], cfg.dim)
-    feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim, cfg.padding)
+    feats = locally_aware_patches(taps, cfg.patch_size, cfg.dim, cfg.padding, cfg.upsample)
     return feats.cpu().numpy().astype(np.float16), layer_dims
 
 
@@ -180,7 +188,7 @@ def extract_features(
     paths = rows["image_path"].tolist()
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
-        tqdm(
+        Progress(
             total=len(paths),
             desc=f"features {cfg.model} {category}/{split}",
             unit="img",

@@ -34,6 +34,55 @@ import numpy as np
 from iadbench.errors import CacheError, ConfigError
 
 MODES = ("concat", "single", "weighted", "decay", "adaptive")
+# JSON Schema of a method entry's ``fusion:`` (the shapes :meth:`Fusion.from_config` reads).
+SCHEMA = {
+    "oneOf": [
+        {"enum": ["concat", "single", "adaptive", "decay"]},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["mode"],
+            "properties": {"mode": {"enum": ["concat", "adaptive"]}},
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["mode"],
+            "properties": {
+                "mode": {"const": "single"},
+                "layer": {"type": "integer", "description": "tap index (default -1 = last)"},
+            },
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["mode", "weights"],
+            "properties": {
+                "mode": {"const": "weighted"},
+                "weights": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "number", "minimum": 0},
+                    "description": "one multiplier per tap",
+                },
+            },
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["mode"],
+            "properties": {
+                "mode": {"const": "decay"},
+                "factor": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                    "description": "weight ratio of each tap to the one before (default 0.5)",
+                },
+            },
+        },
+    ]
+}
 CHUNK_ELEMS = 2**24
 
 

@@ -90,7 +90,7 @@ class EncoderConfig:
             ident["backbone"] = {
                 k: v
                 for k, v in feature_cfg.identity().items()
-                if k not in ("patch_size", "padding", "dim", "resize", "crop", "format")
+                if k not in ("patch_size", "padding", "upsample", "dim", "resize", "crop", "format")
             }
         if self.hf is not None:
             from iadbench.backbones.hf import hf_identity

@@ -1,7 +1,9 @@
 """Anomaly detection methods behind one interface (:class:`iadbench.methods.base.Method`).
 
-Nothing is imported here: :mod:`.kinds` (parameters, needs, the kind registry) is torch-free and
-read while the DAG is built; implementations are imported by :func:`build_method` in jobs only.
+Nothing is imported here. A kind is one folder, ``methods/<kind>/``: its torch-free ``params.py``
+(parameters, needs; read while the DAG is built, through the registry :mod:`.kinds`) and its
+implementation, imported by :func:`build_method` in jobs only. Shared building blocks (the base
+class, banks, coreset, kNN, the trained-CLIP and multimodal groups) are modules beside them.
 """
 
 from __future__ import annotations

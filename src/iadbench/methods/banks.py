@@ -33,6 +33,7 @@ from iadbench.errors import ConfigError
 from iadbench.io import save_npy
 from iadbench.methods.coreset import approximate_greedy_coreset
 from iadbench.methods.knn import _faiss
+from iadbench.methods.patchcore.params import PatchCoreParams
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +139,23 @@ def kmeans_centroids(
 
 
 def build_bank(
-    patches: torch.Tensor, cfg: dict, seed: int, device: torch.device, progress: bool = True
+    patches: torch.Tensor,
+    params: PatchCoreParams,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
 ) -> Bank:
-    """The bank named by ``cfg["bank"]`` from (N, D) float32 training patches."""
-    kind = cfg["bank"]
+    """The bank named by ``params.bank`` from (N, D) float32 training patches."""
+    kind = params.bank
     total = patches.shape[0]
-    n_keep = max(1, int(round(float(cfg["coreset"]) * total)))
+    n_keep = max(1, int(round(float(params.coreset) * total)))
     if kind in ("greedy", "random") and n_keep < total:
         if kind == "greedy":
             chosen = approximate_greedy_coreset(
                 patches,
                 n_keep,
-                projection_dim=int(cfg["projection_dim"]),
-                n_starts=int(cfg["n_starts"]),
+                projection_dim=int(params.projection_dim),
+                n_starts=int(params.n_starts),
                 seed=seed,
                 device=device,
                 progress=progress,
@@ -160,13 +165,13 @@ def build_bank(
             chosen = torch.randperm(total, generator=gen)[:n_keep].sort().values
         return Bank(kind, patches[chosen.cpu()])
     if kind == "pca":
-        mean, components, explained = fit_pca(patches, int(cfg["pca_dim"]), device)
+        mean, components, explained = fit_pca(patches, int(params.pca_dim), device)
         vectors = ((patches.to(device) - mean) @ components).cpu()
         return Bank(kind, vectors, mean, components, {"explained_variance": explained})
-    if kind == "kmeans" and int(cfg["k"]) < total:
-        clustering = cfg.get("kmeans", "faiss")
-        centroids = kmeans_centroids(patches.numpy(), int(cfg["k"]), seed, clustering)
+    if kind == "kmeans" and int(params.k) < total:
+        clustering = params.kmeans
+        centroids = kmeans_centroids(patches.numpy(), int(params.k), seed, clustering)
         return Bank(kind, torch.from_numpy(centroids), info={"clustering": clustering})
     if kind == "kmeans":
-        log.warning("kmeans k=%s >= %d training patches: using them all", cfg["k"], total)
+        log.warning("kmeans k=%s >= %d training patches: using them all", params.k, total)
     return Bank(kind, patches)

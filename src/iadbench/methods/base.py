@@ -1,8 +1,9 @@
 """The method interface every detector implements.
 
 A method instance is built from its named config entry (:func:`iadbench.methods.build_method`);
-its parameters come from the kind's dataclass in :mod:`iadbench.methods.kinds`, which also says
-what the method needs (:class:`~iadbench.methods.kinds.Needs`). The pipeline calls, by
+its parameters come from the kind's dataclass (``methods/<kind>/params.py``, registered in
+:mod:`iadbench.methods.kinds`), which also says what the method needs
+(:class:`~iadbench.methods.params.Needs`). The pipeline calls, by
 ``needs.training``:
 
 * ``per_category``: ``fit(train, state_dir)`` once per (method, dataset, category) on that
@@ -35,7 +36,7 @@ from iadbench.errors import CacheError
 from iadbench.features.fusion import Fusion, FusionState, layer_dims_of
 from iadbench.features.store import FeatureSet
 from iadbench.io import save_json
-from iadbench.methods.kinds import Params
+from iadbench.methods.params import Params
 
 
 @dataclass
@@ -80,7 +81,8 @@ class MethodInputs:
 
 
 class Method(ABC):
-    """Base class: holds the parameters (as a dict), the seed and the device."""
+    """Base class: holds the typed parameters (``params``, what implementations read), the seed,
+    the device and ``cfg``, the parameters and seed as one record for state.json."""
 
     kind: str = ""
     params_class: type[Params] = Params
@@ -177,10 +179,10 @@ def time_each(run, n: int, device) -> np.ndarray:
     return seconds
 
 
-def fit_fusion(cfg: dict, train: FeatureSet) -> FusionState:
-    """The entry's ``fusion:`` fitted on the training features' per-tap blocks."""
+def fit_fusion(fusion: str | dict | None, train: FeatureSet) -> FusionState:
+    """A ``fusion:`` parameter fitted on the training features' per-tap blocks."""
     layer_dims = layer_dims_of(train.meta, train.features.shape[-1])
-    return Fusion.from_config(cfg.get("fusion")).fit(train.features, layer_dims)
+    return Fusion.from_config(fusion).fit(train.features, layer_dims)
 
 
 def load_state(state_dir: Path) -> dict:

@@ -22,7 +22,8 @@ import math
 from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
+
+from iadbench.progress import Progress
 
 
 def _as_tensor(features) -> torch.Tensor:
@@ -51,7 +52,7 @@ def _farthest_point_loop(
     sq_norms = (points * points).sum(1)
     min_sq = min_dist.square()
     chosen = torch.empty(n, dtype=torch.long)
-    for step in tqdm(range(n), desc="coreset", unit="pt", disable=None if progress else True):
+    for step in Progress(range(n), desc="coreset", unit="pt", disable=None if progress else True):
         j = int(torch.argmax(min_sq))
         chosen[step] = j
         sq = torch.addmv(sq_norms, points, points[j], alpha=-2.0).add_(sq_norms[j])
@@ -121,7 +122,9 @@ def _batched_farthest_point_loop(
     gemm_threads = torch.get_num_threads()
     chosen = torch.empty(n, dtype=torch.long)
     with _threads(1 if on_cpu else gemm_threads):
-        for step in tqdm(range(n), desc="coreset", unit="pt", disable=None if progress else True):
+        for step in Progress(
+            range(n), desc="coreset", unit="pt", disable=None if progress else True
+        ):
             j = int(min_view.argmax()) if on_cpu else int(torch.argmax(min_sq))
             row = rows.get(j)
             if row is None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from iadbench.errors import ConfigError
-from iadbench.methods.kinds import KNN_BACKENDS as BACKENDS
+from iadbench.methods.shared import KNN_BACKENDS as BACKENDS
 
 
 def _faiss():

@@ -50,11 +50,12 @@ def make_visual(
     """CLS embeddings (+ patch tokens of the view's blocks) of one (category, split).
 
     A Crane view (``crane-<hash>``) comes with its resolved ``options`` and holds the refined
-    path's projected tokens at the taps instead (:func:`iadbench.clip.outputs.encode_crane`).
+    path's projected tokens at the taps instead (:func:`iadbench.methods.crane.views.encode_crane`).
     """
     from iadbench.clip.cache import save_arrays, view_identity
-    from iadbench.clip.outputs import encode_crane, encode_visual, load_guide, parse_view
-    from iadbench.methods.kinds import crane_view_name
+    from iadbench.clip.outputs import encode_visual, parse_view
+    from iadbench.methods.crane.params import crane_view_name
+    from iadbench.methods.crane.views import encode_crane, load_guide
 
     if options is not None and view != crane_view_name(options):
         raise CacheError(f"view {view!r} is not that of the options {dict(options)}")
@@ -131,7 +132,7 @@ def make_windows(
 ) -> None:
     """WinCLIP window embeddings of one (category, split), one array per window side."""
     from iadbench.clip.cache import save_arrays, visual_identity
-    from iadbench.clip.outputs import encode_window_sets
+    from iadbench.methods.winclip.windows import encode_window_sets
 
     rows, encoder, batches = _encoder_and_batches(
         manifest, category, split, backbone_cfg, geometry, device, f"windows-{sizes}"
@@ -181,11 +182,12 @@ def make_noisy_text(
     device: str = "auto",
 ) -> None:
     """R noisy prototype pairs (R, 2, D) of a prompt set filled with ``class_name``: the Bayes
-    path's text side (:func:`iadbench.clip.bayes.noisy_prototypes`, unit sentences averaged)."""
-    from iadbench.clip.bayes import noisy_prototypes
+    path's text side (:func:`iadbench.methods.crane.bayes.noisy_prototypes`, unit sentences
+    averaged)."""
     from iadbench.clip.cache import noisy_identity, save_arrays
     from iadbench.clip.outputs import load_encoder
     from iadbench.clip.prompts import sentences
+    from iadbench.methods.crane.bayes import noisy_prototypes
 
     if not sigma > 0 or samples < 2:
         raise CacheError(

@@ -48,12 +48,11 @@ def embed(
     device: str = "auto",
 ) -> dict:
     """Encode every run of (category, split) into the embedding store; return its metadata."""
-    from tqdm.auto import tqdm
-
     from iadbench.device import resolve_device
     from iadbench.features.embeddings import INDEX_COLUMNS, save_embeddings
     from iadbench.features.modalities import EncoderConfig
     from iadbench.features.store import config_hash
+    from iadbench.progress import Progress
 
     cfg = EncoderConfig.from_config(encoder_cfg, backbones_cfg, dataset_cfg)
     frame = pd.read_parquet(manifest_path)
@@ -70,7 +69,7 @@ def embed(
     sequences, records = [], []
     offset = 0
     desc = f"embed {encoder_name} {category}/{split}"
-    with tqdm(total=len(rows), desc=desc, unit="run", disable=None) as bar:
+    with Progress(total=len(rows), desc=desc, unit="run", disable=None) as bar:
         for _, row in rows.iterrows():
             for view, item in enumerate(encoder.encode(row)):
                 length = len(item.tokens)

@@ -1,7 +1,7 @@
 """Evaluation steps: per-category metrics with provenance, the summary tables, cross-category.
 
 Provenance columns come from each method's own ``describe(state)``
-(:meth:`iadbench.methods.kinds.Params.describe`); nothing here knows one method's internals.
+(:meth:`iadbench.methods.params.Params.describe`); nothing here knows one method's internals.
 
 A fused method's score table may keep each modality's own score as ``component_<name>``; those
 are evaluated like the fused score and reported as method ``<method>[<name>]``, so one table
@@ -29,9 +29,9 @@ from iadbench.metrics.operating import at_threshold, threshold_max_f1
 log = logging.getLogger(__name__)
 # Provenance a kind without fitted state writes into its score table (one value per table): the
 # CLIP methods' class name, encoder model and weights; Crane's resolved taps, first refined block
-# and DINOv2 weights.
+# and DINOv2 weights, and RCS's A_c blocks.
 TABLE_PROVENANCE = (
-    "class_name", "backbone_model", "weights", "taps", "eattn_from", "dino_weights"
+    "class_name", "backbone_model", "weights", "taps", "eattn_from", "dino_weights", "rcs_layers"
 )  # fmt: skip
 COMPONENT_PREFIX = "component_"
 
@@ -39,7 +39,7 @@ COMPONENT_PREFIX = "component_"
 def ground_truth(
     table: pd.DataFrame,
     manifest: pd.DataFrame,
-    geometry: Geometry,
+    geom: Geometry,
     threshold: int = 0,
     cut: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -51,10 +51,10 @@ def ground_truth(
     """
     rows = manifest.set_index("sample_id").loc[table["sample_id"]]
     notes = rows["note"] if "note" in rows else pd.Series("", index=rows.index)
-    masks = np.zeros((len(rows), geometry.crop, geometry.crop), dtype=bool)
+    masks = np.zeros((len(rows), geom.crop, geom.crop), dtype=bool)
     for i, path in enumerate(rows["mask_path"].tolist()):
         if isinstance(path, str):
-            masks[i], lost = geometry.mask_and_loss(load_mask(path, threshold))
+            masks[i], lost = geom.mask_and_loss(load_mask(path, threshold))
             if cut is not None:
                 cut.append(lost)
     return masks, (notes.fillna("") != "missing_mask").to_numpy()
@@ -160,7 +160,7 @@ def compute_metrics(
     scores: str | Path,
     maps: str | Path,
     manifest: str | Path,
-    dataset_cfg: dict,
+    geometry: dict,
     provenance: dict,
     out: str | Path,
     fpr_limit: float = 0.3,
@@ -189,8 +189,8 @@ def compute_metrics(
     masks, known = ground_truth(
         table,
         manifest_frame,
-        Geometry.from_config(dataset_cfg),
-        int(dataset_cfg.get("mask_threshold", 0)),
+        Geometry.from_config(geometry),
+        int(geometry.get("mask_threshold", 0)),
         cut,
     )
     result = evaluate_category(
@@ -290,7 +290,7 @@ def compute_micro(
     score_files: list[str | Path],
     map_files: list[str | Path],
     manifest: str | Path,
-    geometry_cfg: dict,
+    geometry: dict,
     out: str | Path,
     fpr_limit: float = 0.3,
     grid: dict | None = None,
@@ -302,7 +302,7 @@ def compute_micro(
     sorts every pixel of the dataset, so changing one method re-pools only that method.
     """
     rows, sources, described = _result_rows(metric_files, grid or {})
-    geometry = Geometry.from_config(geometry_cfg)
+    geom = Geometry.from_config(geometry)
     table_of = {}
     manifest_table = pd.read_parquet(manifest)
     micro_rows = []
@@ -318,7 +318,7 @@ def compute_micro(
             if column != "score":
                 continue  # a component score has no maps
             truth, known = ground_truth(
-                table, manifest_table, geometry, int(geometry_cfg.get("mask_threshold", 0))
+                table, manifest_table, geom, int(geometry.get("mask_threshold", 0))
             )
             masks.append(truth[known])
             maps.append(np.load(map_files[file])[known])

@@ -15,7 +15,7 @@ def make_features(
     category: str,
     split: str,
     backbone_cfg: dict,
-    dataset_cfg: dict,
+    geometry: dict,
     npy: str | Path,
     index: str | Path,
     device: str = "auto",
@@ -23,7 +23,7 @@ def make_features(
     """Extract one (category, split) of a dataset with one backbone config into the store."""
     from iadbench.features.extract import FeatureConfig, extract_features
 
-    cfg = FeatureConfig.from_config(backbone_cfg, dataset_cfg)
+    cfg = FeatureConfig.from_config(backbone_cfg, geometry)
     frame = pd.read_parquet(manifest)
     return extract_features(
         frame,
@@ -37,17 +37,17 @@ def make_features(
     )
 
 
-def cached_features(npy: str | Path, index: str | Path, backbone_cfg: dict, dataset_cfg: dict):
+def cached_features(npy: str | Path, index: str | Path, backbone_cfg: dict, geometry: dict):
     """A feature set from the store, refused unless it was extracted with this exact config."""
     from iadbench.features.extract import FeatureConfig
     from iadbench.features.store import load_features
 
-    expected = FeatureConfig.from_config(backbone_cfg, dataset_cfg).hash()
+    expected = FeatureConfig.from_config(backbone_cfg, geometry).hash()
     return load_features(npy, index, expect_hash=expected)
 
 
-def _patch_sample(npy: str | Path, index: str | Path, backbone_cfg: dict, dataset_cfg: dict):
-    features = cached_features(npy, index, backbone_cfg, dataset_cfg).features
+def _patch_sample(npy: str | Path, index: str | Path, backbone_cfg: dict, geometry: dict):
+    features = cached_features(npy, index, backbone_cfg, geometry).features
     return np.asarray(features, dtype=np.float32).reshape(-1, features.shape[-1])
 
 
@@ -55,7 +55,7 @@ def feature_distance(
     a: tuple[str | Path, str | Path],
     b: tuple[str | Path, str | Path],
     backbone_cfg: dict,
-    dataset_cfg: dict,
+    geometry: dict,
     out: str | Path,
     seed: int = 0,
     max_samples: int = 2000,
@@ -63,8 +63,8 @@ def feature_distance(
     """MMD, sliced Wasserstein and cosine distance between two training-patch distributions."""
     from iadbench.metrics.domain import domain_distances
 
-    x = _patch_sample(*a, backbone_cfg, dataset_cfg)
-    y = _patch_sample(*b, backbone_cfg, dataset_cfg)
+    x = _patch_sample(*a, backbone_cfg, geometry)
+    y = _patch_sample(*b, backbone_cfg, geometry)
     result = domain_distances(x, y, seed=seed, max_samples=max_samples)
     save_json(out, result)
     return result

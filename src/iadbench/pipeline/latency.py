@@ -31,7 +31,7 @@ def latency_rows(manifest: str | Path, category: str, images: int) -> pd.DataFra
 def time_method(
     method_cfg: dict,
     backbone_cfg: dict | None,
-    dataset_cfg: dict,
+    geometry: dict,
     manifest: str | Path,
     category: str,
     state_dir: str | Path | None,
@@ -45,9 +45,7 @@ def time_method(
 
     rows = latency_rows(manifest, category, images)
     method = build_method(method_cfg, device=device)
-    seconds = method.latency(
-        Path(state_dir) if state_dir else None, rows, dataset_cfg, backbone_cfg
-    )
+    seconds = method.latency(Path(state_dir) if state_dir else None, rows, geometry, backbone_cfg)
     table = pd.DataFrame(
         {
             "sample_id": rows["sample_id"],

@@ -28,7 +28,7 @@ def method_inputs(
     method_cfg: dict,
     files: Mapping[str, str],
     backbone_cfg: dict | None,
-    dataset_cfg: dict,
+    geometry: dict,
     category: str,
     split: str,
     view_options: Mapping | None = None,
@@ -51,8 +51,8 @@ def method_inputs(
     manifest = pd.read_parquet(files["manifest"])
     rows = manifest[manifest["category"] == category].reset_index(drop=True)
     if "features" in needs.inputs:
-        features = cached_features(files["npy"], files["index"], backbone_cfg, dataset_cfg)
-        return MethodInputs(features.index, features, scores, rows, dataset_cfg)
+        features = cached_features(files["npy"], files["index"], backbone_cfg, geometry)
+        return MethodInputs(features.index, features, scores, rows, geometry)
     index = rows[rows["split"] == split].reset_index(drop=True)
     if index.empty:
         raise CacheError(f"{files['manifest']}: no {split} images for category {category!r}")
@@ -72,12 +72,12 @@ def method_inputs(
             files,
             needs.inputs & set(files),
             backbone_cfg,
-            dataset_cfg,
+            geometry,
             list(index["sample_id"]),
             view_options,
             needs.noisy_text,
         )
-    return MethodInputs(index, None, scores, rows, dataset_cfg, backbone_cfg, cached)
+    return MethodInputs(index, None, scores, rows, geometry, backbone_cfg, cached)
 
 
 def embeddings_by_split(files: Mapping[str, str], rows: pd.DataFrame) -> dict[str, dict]:
@@ -107,7 +107,7 @@ def embeddings_by_split(files: Mapping[str, str], rows: pd.DataFrame) -> dict[st
 def fit_method(
     method_cfg: dict,
     backbone_cfg: dict | None,
-    dataset_cfg: dict,
+    geometry: dict,
     files: Mapping[str, str],
     category: str,
     state_dir: str | Path,
@@ -118,7 +118,7 @@ def fit_method(
 
     method = build_method(method_cfg, device=device)
     split = needs_of(method_cfg).fit_on
-    train = method_inputs(method_cfg, files, backbone_cfg, dataset_cfg, category, split)
+    train = method_inputs(method_cfg, files, backbone_cfg, geometry, category, split)
     if split == "train" and (train.index["label"] != 0).any():
         raise CacheError(f"{files.get('index', files['manifest'])}: training data has anomalies")
     with atomic_dir(state_dir) as tmp:
@@ -130,7 +130,7 @@ def train_method(
     method_cfg: dict,
     backbone_cfg: dict | None,
     train_set_name: str,
-    train_set: dict,
+    train_set_cfg: dict,
     files: Mapping,
     out_dir: str | Path,
     resume_root: str | Path,
@@ -138,7 +138,7 @@ def train_method(
 ) -> dict:
     """Train one method once on a named train set (all its categories) into ``out_dir``.
 
-    ``train_set`` is the config entry with its categories resolved and its dataset's
+    ``train_set_cfg`` is the config entry with its categories resolved and its dataset's
     ``geometry``; ``files`` may name each category's cached frozen stream (``frozen``: the
     ``.npz``, ``frozen_tokens``: the ``.npy``). Resume state lives under ``resume_root``, keyed
     by a hash of everything that shapes the training, so an interrupted job continues and a
@@ -148,7 +148,7 @@ def train_method(
     from iadbench.training import resume_dir_for
 
     method = build_method(method_cfg, device=device)
-    categories = list(train_set["categories"])
+    categories = list(train_set_cfg["categories"])
     npys, indexes = list(files.get("npy") or []), list(files.get("index") or [])
     texts = list(files.get("text") or [])
     frozen = list(zip(files.get("frozen_tokens") or [], files.get("frozen") or []))
@@ -164,9 +164,9 @@ def train_method(
                 method_cfg,
                 part_files,
                 backbone_cfg,
-                train_set["geometry"],
+                train_set_cfg["geometry"],
                 category,
-                train_set["split"],
+                train_set_cfg["split"],
             )
         )
         if frozen:
@@ -174,16 +174,16 @@ def train_method(
 
             tokens, meta = frozen[i]
             parts[-1].cached["frozen"] = cached_frozen(
-                tokens, meta, backbone_cfg, train_set["geometry"]
+                tokens, meta, backbone_cfg, train_set_cfg["geometry"]
             )
-    shaping = {"method": method_cfg, "backbone": backbone_cfg, "train_set": train_set}
+    shaping = {"method": method_cfg, "backbone": backbone_cfg, "train_set": train_set_cfg}
     resume_dir = resume_dir_for(resume_root, method_name, train_set_name, params=shaping)
     log.info(
         "training %s on %s (%s %s: %s)",
         method_name,
         train_set_name,
-        train_set["dataset"],
-        train_set["split"],
+        train_set_cfg["dataset"],
+        train_set_cfg["split"],
         ", ".join(categories),
     )
     with atomic_dir(out_dir) as tmp:
@@ -193,7 +193,7 @@ def train_method(
 def score_method(
     method_cfg: dict,
     backbone_cfg: dict | None,
-    dataset_cfg: dict,
+    geometry: dict,
     files: Mapping[str, str],
     category: str,
     split: str,
@@ -206,12 +206,10 @@ def score_method(
     from iadbench.methods import build_method
 
     method = build_method(method_cfg, device=device)
-    inputs = method_inputs(
-        method_cfg, files, backbone_cfg, dataset_cfg, category, split, view_options
-    )
+    inputs = method_inputs(method_cfg, files, backbone_cfg, geometry, category, split, view_options)
     if "embeddings" in inputs.cached:  # a score reads one split: {role: EmbeddingSet}
         inputs.cached["embeddings"] = inputs.cached["embeddings"].get(split, {})
-    crop = Geometry.from_config(dataset_cfg).crop
+    crop = Geometry.from_config(geometry).crop
     state = files.get("state")
     scores, maps, *extra = method.score(Path(state) if state else None, inputs, (crop, crop))
     columns = extra[0] if extra else {}

@@ -1,8 +1,8 @@
 """Time by stage: ``timings.csv`` (every job's benchmark file) per rule and per method.
 
-Timings come from Snakemake's ``benchmark:`` files (:mod:`iadbench.pipeline.timings`), never
-from ``metrics.csv``. Jobs without a ``{method}`` wildcard (manifest, features, summaries) are
-counted as "shared".
+Timings come from Snakemake's ``benchmark:`` files and the jobs' logs' ``usage`` lines
+(:mod:`iadbench.pipeline.timings`), never from ``metrics.csv``. Jobs without a ``{method}``
+wildcard (manifest, features, summaries) are counted as "shared".
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ REQUIRED = ("rule", "wildcards", "method", "seconds", "max_rss_mb", "cpu_time")
 SHARED = "shared"
 MAX_METHODS = 8  # methods drawn on their own; the rest are summed as "other methods"
 NOTE = (
-    "Wall time, peak resident memory and CPU time of every job, from the benchmark files "
-    "Snakemake writes (results/benchmarks/<rule>/<wildcards>.tsv), collected in "
-    "results/summary/timings.csv before this report is built. They include each job's start-up "
-    "(interpreter and imports). Every benchmark file present is listed, so jobs of earlier runs "
-    "whose results were reused count with their old numbers, and this report's own job is not "
-    "in it. Peak RSS is the largest of the rule's jobs, not a sum. Jobs without a method "
-    "(data, features, summaries) are shown as 'shared'."
+    "Wall time of every job from the benchmark files Snakemake writes "
+    "(results/benchmarks/<rule>/<wildcards>.tsv), collected in results/summary/timings.csv "
+    "before this report is built: the job's whole process, start-up included (interpreter and "
+    "imports; with warm_jobs, the job process's wait for a fork of the server that imported "
+    "once). CPU time and peak resident memory come from the usage line of the job's log, "
+    "measured where the work ran (a warm fork's peak includes the pages it shares with the "
+    "server), else from the benchmark file. Every benchmark file present is listed, so jobs of "
+    "earlier runs whose results were reused count with their old numbers, and this report's own "
+    "job is not in it. Peak RSS is the largest of the rule's jobs, not a sum. Jobs without a "
+    "method (data, features, summaries) are shown as 'shared'."
 )
 
 

@@ -30,15 +30,16 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from iadbench.io import atomic_path, save_json
+from iadbench.progress import Progress
 from iadbench.training.checkpoint import CHECKPOINT_NAME, cpu_state, save_torch
 from iadbench.training.config import TrainConfig
 from iadbench.training.ema import Ema
@@ -95,16 +96,101 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _fresh_state(
-    model: torch.nn.Module, cfg: TrainConfig, total_steps: int, use_amp: bool
-) -> tuple[
-    torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler, Ema | None
-]:
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ema = Ema(model, cfg.ema) if cfg.ema is not None else None
-    return optimizer, scheduler, scaler, ema
+@dataclass(frozen=True)
+class _Plan:
+    """What a call fixes before its first step: config, device, data size and identity."""
+
+    cfg: TrainConfig
+    device: torch.device
+    params_hash: str
+    steps_per_epoch: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.epochs * self.steps_per_epoch
+
+    @property
+    def use_amp(self) -> bool:
+        return self.cfg.amp and self.device.type == "cuda"  # autocast/GradScaler never on CPU
+
+    def autocast(self):
+        """The forward pass's context: CUDA autocast under AMP, else nothing."""
+        return torch.autocast(device_type="cuda") if self.use_amp else contextlib.nullcontext()
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed (see :func:`_load_checkpoint`)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "params_hash": self.params_hash,
+            "config": self.cfg.to_dict(),
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+
+class _Epoch(NamedTuple):
+    """One epoch's training: its steps, mean loss, last step's lr and components' means."""
+
+    steps: int
+    train_loss: float
+    lr: float
+    part_means: dict[str, float]
+
+
+@dataclass
+class _Run:
+    """Everything a checkpoint restores: optimiser, schedule, scaler, EMA, progress, best epoch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: Ema | None
+    start_epoch: int = 0
+    step: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    resumed_from: int | None = None
+
+    @classmethod
+    def fresh(cls, model: torch.nn.Module, plan: _Plan) -> _Run:
+        optimizer = build_optimizer(model, plan.cfg)
+        scheduler = build_scheduler(optimizer, plan.cfg, plan.total_steps)
+        scaler = torch.amp.GradScaler("cuda", enabled=plan.use_amp)
+        ema = Ema(model, plan.cfg.ema) if plan.cfg.ema is not None else None
+        return cls(optimizer, scheduler, scaler, ema)
+
+    def restore(self, model: torch.nn.Module, ckpt: dict[str, Any]) -> None:
+        """Load ``ckpt`` into ``model`` and this run; may fail part-way (see :func:`_resumed`)."""
+        model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt["scaler"]:  # empty when saved by a disabled (CPU) scaler
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.start_epoch, self.step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
+        self.rows = list(ckpt["rows"])
+        self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
+        self.best_state = ckpt["best_state"]
+        self.resumed_from = self.start_epoch
+
+    def checkpoint(self, model: torch.nn.Module, epoch: int, plan: _Plan) -> dict[str, Any]:
+        """The complete state after ``epoch``, as :meth:`restore` reads it."""
+        return {
+            **plan.identity(),
+            "epoch": epoch,
+            "step": self.step,
+            "model": cpu_state(model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rows": self.rows,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+        }
 
 
 def _evaluated(model: torch.nn.Module, ema: Ema | None):
@@ -166,6 +252,174 @@ def _load_checkpoint(
     return ckpt
 
 
+def _clear_outputs(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` without the files of a previous run (a stale best.pt must not stay)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_NAMES:
+        (out_dir / name).unlink(missing_ok=True)
+    return out_dir
+
+
+def _resumed(model: torch.nn.Module, plan: _Plan, ckpt_path: Path | None, resume_dir: Any) -> _Run:
+    """A fresh run, or the one checkpointed at ``ckpt_path`` when it belongs to this call.
+
+    A checkpoint that fails to load part-way is discarded and ``model`` gets its initial
+    weights back, so nothing of it leaks into the fresh run.
+    """
+    init_state = cpu_state(model)
+    run = _Run.fresh(model, plan)
+    if ckpt_path is None or not ckpt_path.exists():
+        return run
+    ckpt = _load_checkpoint(ckpt_path, plan.params_hash, plan.cfg, plan.steps_per_epoch)
+    if ckpt is None:
+        return run
+    try:
+        run.restore(model, ckpt)
+    except Exception as exc:  # shape mismatch, missing key...: partial load undone here
+        _discard(ckpt_path, f"does not fit this model/optimiser ({exc})")
+        model.load_state_dict(init_state)
+        return _Run.fresh(model, plan)
+    log.info("resuming training in %s from epoch %d", resume_dir, run.resumed_from)
+    return run
+
+
+def _step_loss(
+    model: torch.nn.Module, batch: Any, loss_fn: LossFn, plan: _Plan
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The batch's scalar loss and its named components' values (forward pass only)."""
+    with plan.autocast():
+        loss = loss_fn(model, batch)
+    parts: dict[str, float] = {}
+    if isinstance(loss, Mapping):
+        parts = {name: float(part.detach()) for name, part in loss.items() if name != "loss"}
+        loss = loss["loss"]
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError("loss_fn must return a scalar tensor")
+    return loss, parts
+
+
+def _optimizer_step(model: torch.nn.Module, loss: torch.Tensor, plan: _Plan, run: _Run) -> None:
+    """Backward, clip (after unscaling), step, update the EMA and advance the schedule."""
+    run.scaler.scale(loss).backward()
+    if plan.cfg.grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), plan.cfg.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if run.ema is not None:
+        run.ema.update(model)
+    with warnings.catch_warnings():
+        # GradScaler skips steps with inf gradients; the schedule still advances.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+        run.scheduler.step()
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    data: Dataset,
+    loss_fn: LossFn,
+    plan: _Plan,
+    run: _Run,
+    epoch: int,
+    after_step: Callable[[int], None],
+) -> _Epoch:
+    """Train one epoch (reseeded from ``(seed, epoch)``, see the module docstring)."""
+    _seed_epoch(plan.cfg.seed, epoch)
+    model.train()
+    loss_sum, epoch_steps, lr_used = 0.0, 0, run.optimizer.param_groups[0]["lr"]
+    parts_sum: dict[str, float] = {}
+    for batch in _epoch_loader(data, plan.cfg, epoch, pin=plan.device.type == "cuda"):
+        batch = _to_device(batch, plan.device)
+        run.step += 1
+        lr_used = run.optimizer.param_groups[0]["lr"]
+        run.optimizer.zero_grad(set_to_none=True)
+        loss, parts = _step_loss(model, batch, loss_fn, plan)
+        for name, part in parts.items():
+            parts_sum[name] = parts_sum.get(name, 0.0) + part
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss is {value} at epoch {epoch}, step {run.step} "
+                f"(step {epoch_steps + 1} of the epoch)"
+            )
+        _optimizer_step(model, loss, plan, run)
+        loss_sum += value
+        epoch_steps += 1
+        after_step(run.step)
+    means = {name: total / epoch_steps for name, total in parts_sum.items()}
+    return _Epoch(epoch_steps, loss_sum / epoch_steps, lr_used, means)
+
+
+def _validate(model: torch.nn.Module, val_fn: ValFn | None, run: _Run, epoch: int) -> float | None:
+    """``val_fn``'s score of the evaluated weights; the best epoch's are kept in ``run``."""
+    if val_fn is None:
+        return None
+    model.eval()
+    with torch.no_grad(), _evaluated(model, run.ema):
+        score = float(val_fn(model))
+        if _better(score, run.best_score, run.best_epoch):
+            run.best_score, run.best_epoch, run.best_state = score, epoch, cpu_state(model)
+    model.train()
+    return score
+
+
+def _log_epoch(
+    run: _Run,
+    cfg: TrainConfig,
+    epoch: int,
+    trained: _Epoch,
+    val_score: float | None,
+    seconds: float,
+) -> None:
+    """Append the epoch's loss-log row to ``run`` and log it."""
+    run.rows.append(
+        {
+            "epoch": epoch,
+            "steps": trained.steps,
+            "train_loss": trained.train_loss,
+            "val_score": val_score,
+            "lr": float(trained.lr),
+            "seconds": round(seconds, 3),
+            **{f"loss_{k}": v for k, v in trained.part_means.items()},
+        }
+    )
+    log.info(
+        "epoch %d/%d: train_loss=%.6g%s lr=%.3g (%.1fs)",
+        epoch + 1,
+        cfg.epochs,
+        trained.train_loss,
+        "" if val_score is None else f" val_score={val_score:.6g}",
+        trained.lr,
+        seconds,
+    )
+
+
+def _write_outputs(
+    model: torch.nn.Module, out_dir: Path, plan: _Plan, run: _Run, selects: bool
+) -> dict[str, Any]:
+    """``last.pt`` (EMA weights when on, loaded into ``model``), ``best.pt`` when ``selects``,
+    ``loss_log.csv`` and ``summary.json``; returns the summary."""
+    if run.ema is not None:
+        model.load_state_dict(run.ema.shadow)
+    save_torch(out_dir / "last.pt", cpu_state(model))
+    if selects:
+        save_torch(out_dir / "best.pt", run.best_state)
+    _write_loss_log(out_dir / "loss_log.csv", run.rows)
+    summary = {
+        "epochs": plan.cfg.epochs,
+        "steps": run.step,
+        "final_loss": run.rows[-1]["train_loss"],
+        "best_epoch": run.best_epoch,
+        "best_score": run.best_score,
+        "selection": "val" if selects else "last",
+        "resumed_from_epoch": run.resumed_from,
+        "params_hash": plan.params_hash,
+    }
+    save_json(out_dir / "summary.json", summary)
+    return summary
+
+
 def train_model(
     model: torch.nn.Module,
     data: Dataset,
@@ -201,175 +455,33 @@ def train_model(
     with EMA).
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_config(cfg)
-    device = torch.device(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_NAMES:  # a reused directory must not keep a previous run's best.pt
-        (out_dir / name).unlink(missing_ok=True)
-
-    n_samples = len(data)
-    if n_samples == 0:
+    out_dir = _clear_outputs(out_dir)
+    if len(data) == 0:
         raise ValueError("training data set is empty")
-    steps_per_epoch = math.ceil(n_samples / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    use_amp = cfg.amp and device.type == "cuda"  # autocast/GradScaler never on CPU
-
-    model.to(device)
-    init_state = cpu_state(model)
-    optimizer, scheduler, scaler, ema = _fresh_state(model, cfg, total_steps, use_amp)
-    start_epoch, step = 0, 0
-    rows: list[dict[str, Any]] = []
-    best_score: float | None = None
-    best_epoch: int | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    resumed_from: int | None = None
-
+    plan = _Plan(cfg, torch.device(device), params_hash, math.ceil(len(data) / cfg.batch_size))
+    model.to(plan.device)
     ckpt_path = Path(resume_dir, CHECKPOINT_NAME) if resume_dir is not None else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path, params_hash, cfg, steps_per_epoch)
-        if ckpt is not None:
-            try:
-                model.load_state_dict(ckpt["model"])
-                optimizer.load_state_dict(ckpt["optimizer"])
-                scheduler.load_state_dict(ckpt["scheduler"])
-                if ckpt["scaler"]:  # empty when saved by a disabled (CPU) scaler
-                    scaler.load_state_dict(ckpt["scaler"])
-                if ema is not None:
-                    ema.load_state_dict(ckpt["ema"])
-                start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
-                rows = list(ckpt["rows"])
-                best_score, best_epoch = ckpt["best_score"], ckpt["best_epoch"]
-                best_state = ckpt["best_state"]
-                resumed_from = start_epoch
-            except Exception as exc:  # shape mismatch, missing key...: partial load undone below
-                _discard(ckpt_path, f"does not fit this model/optimiser ({exc})")
-                model.load_state_dict(init_state)
-                optimizer, scheduler, scaler, ema = _fresh_state(model, cfg, total_steps, use_amp)
-                start_epoch, step, rows = 0, 0, []
-                best_score = best_epoch = best_state = None
-        if resumed_from is not None:
-            log.info("resuming training in %s from epoch %d", resume_dir, resumed_from)
+    run = _resumed(model, plan, ckpt_path, resume_dir)
 
-    autocast = (
-        (lambda: torch.autocast(device_type="cuda"))
-        if use_amp
-        else (lambda: contextlib.nullcontext())
-    )
-    with tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=None) as bar:
-        for epoch in range(start_epoch, cfg.epochs):
+    with Progress(
+        total=plan.total_steps, initial=run.step, desc="train", unit="step", disable=None
+    ) as bar:
+
+        def after_step(step: int) -> None:
+            bar.update(1)
+            if on_step is not None:
+                on_step(step)
+
+        for epoch in range(run.start_epoch, cfg.epochs):
             started = time.perf_counter()
-            _seed_epoch(cfg.seed, epoch)
-            model.train()
-            loss_sum, epoch_steps, lr_used = 0.0, 0, optimizer.param_groups[0]["lr"]
-            parts_sum: dict[str, float] = {}
-            for batch in _epoch_loader(data, cfg, epoch, pin=device.type == "cuda"):
-                batch = _to_device(batch, device)
-                step += 1
-                lr_used = optimizer.param_groups[0]["lr"]
-                optimizer.zero_grad(set_to_none=True)
-                with autocast():
-                    loss = loss_fn(model, batch)
-                if isinstance(loss, Mapping):
-                    for name, part in loss.items():
-                        if name != "loss":
-                            parts_sum[name] = parts_sum.get(name, 0.0) + float(part.detach())
-                    loss = loss["loss"]
-                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                    raise TypeError("loss_fn must return a scalar tensor")
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"training loss is {value} at epoch {epoch}, step {step} "
-                        f"(step {epoch_steps + 1} of the epoch)"
-                    )
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                if ema is not None:
-                    ema.update(model)
-                with warnings.catch_warnings():
-                    # GradScaler skips steps with inf gradients; the schedule still advances.
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
-                    scheduler.step()
-                loss_sum += value
-                epoch_steps += 1
-                bar.update(1)
-                if on_step is not None:
-                    on_step(step)
-
-            train_loss = loss_sum / epoch_steps
-            val_score: float | None = None
-            if val_fn is not None:
-                model.eval()
-                with torch.no_grad(), _evaluated(model, ema):
-                    val_score = float(val_fn(model))
-                    if _better(val_score, best_score, best_epoch):
-                        best_score, best_epoch, best_state = val_score, epoch, cpu_state(model)
-                model.train()
-            seconds = time.perf_counter() - started
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "steps": epoch_steps,
-                    "train_loss": train_loss,
-                    "val_score": val_score,
-                    "lr": float(lr_used),
-                    "seconds": round(seconds, 3),
-                    **{f"loss_{k}": v / epoch_steps for k, v in parts_sum.items()},
-                }
-            )
-            bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4g}")
-            log.info(
-                "epoch %d/%d: train_loss=%.6g%s lr=%.3g (%.1fs)",
-                epoch + 1,
-                cfg.epochs,
-                train_loss,
-                "" if val_score is None else f" val_score={val_score:.6g}",
-                lr_used,
-                seconds,
-            )
+            trained = _train_epoch(model, data, loss_fn, plan, run, epoch, after_step)
+            val_score = _validate(model, val_fn, run, epoch)
+            _log_epoch(run, cfg, epoch, trained, val_score, time.perf_counter() - started)
+            bar.set_postfix(epoch=epoch, loss=f"{trained.train_loss:.4g}")
             if ckpt_path is not None:
-                save_torch(
-                    ckpt_path,
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "params_hash": params_hash,
-                        "config": cfg.to_dict(),
-                        "steps_per_epoch": steps_per_epoch,
-                        "epoch": epoch,
-                        "step": step,
-                        "model": cpu_state(model),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "rows": rows,
-                        "best_score": best_score,
-                        "best_epoch": best_epoch,
-                        "best_state": best_state,
-                        "ema": ema.state_dict() if ema is not None else None,
-                    },
-                )
+                save_torch(ckpt_path, run.checkpoint(model, epoch, plan))
 
-    if ema is not None:
-        model.load_state_dict(ema.shadow)
-    save_torch(out_dir / "last.pt", cpu_state(model))
-    if val_fn is not None:
-        save_torch(out_dir / "best.pt", best_state)
-    _write_loss_log(out_dir / "loss_log.csv", rows)
-    summary = {
-        "epochs": cfg.epochs,
-        "steps": step,
-        "final_loss": rows[-1]["train_loss"],
-        "best_epoch": best_epoch,
-        "best_score": best_score,
-        "selection": "val" if val_fn is not None else "last",
-        "resumed_from_epoch": resumed_from,
-        "params_hash": params_hash,
-    }
-    save_json(out_dir / "summary.json", summary)
+    summary = _write_outputs(model, out_dir, plan, run, selects=val_fn is not None)
     if resume_dir is not None:
         shutil.rmtree(resume_dir, ignore_errors=True)
     model.eval()

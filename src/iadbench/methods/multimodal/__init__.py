@@ -1,5 +1,3 @@
-"""Multimodal weld-inspection kinds on cached per-modality embeddings (METHODS §6.2-6.3).
-
-Models are plain ``nn.Module``s (tensors in, tensors out); the method classes beside them read
-the embedding stores, fit on TRAIN normals, select on VAL and write the state.
-"""
+"""What the multimodal weld-inspection kinds (causal_film, late_fusion, view_patchcore) share,
+METHODS §6.2-6.3: their parameters' base in :mod:`.params` (torch-free) and the reading and
+batching of cached per-modality embeddings in :mod:`.stores`. Each kind has its own folder."""

@@ -1,0 +1,2 @@
+"""The gate -> heatmap cascade: parameters in :mod:`.params` (torch-free), the calibration and
+routing in :mod:`.method`."""

@@ -1,0 +1,1 @@
+"""PaDiM: parameters in :mod:`.params` (torch-free), implementation in :mod:`.method`."""

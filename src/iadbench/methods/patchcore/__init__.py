@@ -1,0 +1,1 @@
+"""PatchCore: parameters in :mod:`.params` (torch-free), implementation in :mod:`.method`."""
