@@ -11,7 +11,7 @@ untimed, as anomalib's cells also start from the files. anomalib: every cell in 
 bank, so each of the four PatchCore cells costs one PatchCore process.
 
 Our run uses warm job processes (``warm_jobs: true``, as ``make run`` and the published figures
-in benchmarks/README.md) unless ``--no-warm-jobs``; the setting is written into the run's
+in docs/performance.md) unless ``--no-warm-jobs``; the setting is written into the run's
 config.yaml and printed with every result line.
 
     .venv/bin/python benchmarks/bench_grid.py --anomalib-python .venv-compare/bin/python

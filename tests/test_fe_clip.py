@@ -132,7 +132,9 @@ def test_the_loss_is_focal_plus_dice_plus_cls_by_hand_on_a_2x2_map():
     assert float(parts["dice"].detach()) == pytest.approx(1 / 6, rel=1e-6)
     # Image CE, label anomalous (the mask has defect pixels): log(1 + e^-1).
     assert float(parts["cls"].detach()) == pytest.approx(0.3132616875, rel=1e-6)
-    assert float(parts["loss"].detach()) == pytest.approx(0.0231912630 + 1 / 6 + 0.3132616875, rel=1e-6)
+    assert float(parts["loss"].detach()) == pytest.approx(
+        0.0231912630 + 1 / 6 + 0.3132616875, rel=1e-6
+    )
 
 
 def test_april_gans_map_sums_the_taps_softmax_after_align_corners_upsampling():

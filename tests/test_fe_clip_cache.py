@@ -197,7 +197,7 @@ def test_mosaic_probability_zero_is_the_identity_and_a_seed_fixes_the_mosaics():
     assert any(not torch.equal(a[0], b[0]) for a, b in zip(one, other))
 
 
-# --- APRIL-GAN's training resize: VAND's bicubic images and bilinear-then-0.5 masks ----------------
+# --- APRIL-GAN's training resize: VAND's bicubic images and bilinear-then-0.5 masks ---------------
 
 
 def test_a_bilinear_mask_resize_is_the_antialiased_triangle_filter_then_half():

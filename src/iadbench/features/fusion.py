@@ -12,7 +12,7 @@ mapping with a ``mode``:
   its share of a squared L2 distance scales by ``w_l**2``; a zero weight drops the block.
 * ``decay`` or ``{mode: decay, factor: f}`` (0 < f <= 1, default 0.5): ``w_l = f**l`` for taps
   in depth order, i.e. every deeper tap at ``f`` times the weight of the one before; with
-  PatchCore's two taps ``[1, 0.5]``, its default (benchmarks/README.md, the parity study).
+  PatchCore's two taps ``[1, 0.5]``, its default (docs/reference-parity.md, the parity study).
 * ``adaptive``: weights fitted on the training features, ``w_l = sqrt(V / (L * V_l))`` where
   ``V_l`` is the total variance of block ``l`` (sum of its per-channel variances over all
   training patches) and ``V = sum_l V_l``. Every block then carries the same total variance

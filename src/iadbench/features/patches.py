@@ -2,7 +2,7 @@
 
 Each tap is average-pooled over a ``patch_size`` neighbourhood (stride 1, so the grid keeps its
 size). At the border the zero padding counts in the mean by default, as in the original PatchCore;
-``padding="exclude"`` averages only the in-image neighbours (see benchmarks/README.md for what
+``padding="exclude"`` averages only the in-image neighbours (see docs/reference-parity.md for what
 that costs). Then each tap is resized to the first tap's grid (the finest: taps come in depth
 order; ViT taps already share one grid), bilinearly by default (PatchCore) or by nearest
 replication with ``upsample="nearest"`` (PaDiM's published embedding: layer1-3 with

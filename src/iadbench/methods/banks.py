@@ -14,7 +14,7 @@
   are deterministic for a fixed seed; they are different algorithms, so the choice is config
   (never what happens to be installed) and ``state.json`` records it (``clustering``). At
   k = 1000 faiss was 2.6–9× faster, with a 0.3–2 % lower quantisation error
-  (benchmarks/README.md, bench_kmeans.py).
+  (docs/performance.md, bench_kmeans.py).
 
 Every bank is saved as ``bank.npy`` (float32, in the space queries are searched in); ``pca`` adds
 ``pca_mean.npy`` and ``pca_components.npy``.

@@ -29,7 +29,7 @@ def knn_backend_param() -> Any:
     return param(
         "auto",
         "nearest-neighbour search; auto = torch on every device (faster than faiss's flat index "
-        "on CPU, see README Measured); both give true L2 distances",
+        "on CPU, see docs/performance.md); both give true L2 distances",
         enum=list(KNN_BACKENDS),
     )
 

@@ -7,7 +7,7 @@ data and metrics jobs should not pay seconds of deep-learning imports they never
 
 The names below are imported lazily (PEP 562): ``from iadbench.pipeline import make_manifest``
 imports only :mod:`iadbench.pipeline.data`, not the evaluation stage and its scikit-learn
-(about a second of every job's start-up on a 2-core CPU; see README, Measured).
+(about a second of every job's start-up on a 2-core CPU; see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ class AprilGanParams(LearnedClipParams):
     kind_name: ClassVar[str] = "april_gan"
     order: ClassVar[tuple[str, ...]] = (
         "prompts", "class_name", "smooth_sigma", "focal_weight", "dice_weight", "batch_size",
-        "amp", "taps", "temperature", "epochs", "lr", "betas", "mosaic", "image_resize", "mask_resize", "frozen_cache",
+        "amp", "taps", "temperature", "epochs", "lr", "betas", "mosaic", "image_resize",
+        "mask_resize", "frozen_cache",
     )  # fmt: skip
 
     batch_size: int = param(8, "images per optimiser step", minimum=1)

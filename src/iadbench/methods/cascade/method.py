@@ -18,8 +18,8 @@ latency of the cascade follow from the score table. The heatmap model's ECE is k
 after calibration (METHODS §11): ``val_heatmap_ece_raw``/``val_heatmap_ece`` in the state, and
 the ``p_heatmap_raw``/``p_heatmap`` columns that evaluation turns into ``ece_heatmap_raw`` and
 ``ece_heatmap``; the raw ECE exists only where the raw scores lie in [0, 1] (a probability
-before calibration, e.g. a CLIP kind's), not for distances such as PatchCore's. There are no pixel maps on the cascade row:
-the heatmap method's own row has them.
+before calibration, e.g. a CLIP kind's), not for distances such as PatchCore's. There are no
+pixel maps on the cascade row: the heatmap method's own row has them.
 """
 
 from __future__ import annotations

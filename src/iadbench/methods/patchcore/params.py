@@ -48,9 +48,10 @@ class PatchCoreParams(Params):
         enum=["map_max", "patch_max"],
     )
     fusion: str | dict = fusion_param(
-        "decay",
-        "tap weights f**l (decay, f = 0.5: [1, 0.5] for two taps; see the parity study in "
-        "benchmarks/README.md), or concat, single, weighted, adaptive",
+        "concat",
+        "concat (the reference's: every tap's channels unchanged), or decay (tap weights f**l, "
+        "f = 0.5: [1, 0.5] for two taps; a variant, see docs/reference-parity.md), single, "
+        "weighted, adaptive",
     )
     bank: str = param(
         "greedy",
