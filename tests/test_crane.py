@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_png
+from scipy.ndimage import gaussian_filter
 
 from iadbench.clip.cache import load_arrays, noisy_identity, view_identity
-from iadbench.clip.encoder import prototypes
 from iadbench.config import prepare_config
 from iadbench.errors import CacheError, ConfigError
 from iadbench.methods.base import MethodInputs
@@ -218,49 +218,91 @@ def score(arrays: dict, **options):
     return method.score(None, MethodInputs(pd.DataFrame(index=range(N)), cached=arrays), SIZE)
 
 
-def direct(arrays: dict, mode: str = "map_max"):
-    """Deterministic and Bayes outputs computed straight from the library functions."""
+def by_hand(arrays: dict, mode: str = "map_max", tau: float = 0.07, blur: float = 4.0) -> dict:
+    """Crane's deterministic and Bayes outputs written out with numpy/scipy primitives in float64
+    (METHODS §12): unit-mean prototypes, per-tap two-class softmax of cos/τ averaged over taps,
+    bilinear upsampling (half-pixel centres), a σ = 4 Gaussian, the map max or Crane's pooled
+    embedding, then the mean and Bessel std over the noisy prototypes."""
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    def p_abnormal(x, protos):  # softmax([c_n, c_a] / τ)[1] = 1 / (1 + exp((c_n − c_a) / τ))
+        cos = unit(x) @ unit(protos).T
+        return 1.0 / (1.0 + np.exp((cos[..., 0] - cos[..., 1]) / tau))
+
+    def upsample(grid):  # (h, w) -> SIZE, bilinear with align_corners=False
+        out = grid
+        for axis, n_out in ((0, SIZE[0]), (1, SIZE[1])):
+            n_in = out.shape[axis]
+            src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, None)
+            lo = np.floor(src).astype(int)
+            hi, frac = np.minimum(lo + 1, n_in - 1), src - lo
+            a, b = np.take(out, lo, axis=axis), np.take(out, hi, axis=axis)
+            shape = [1, 1]
+            shape[axis] = n_out
+            out = a + (b - a) * frac.reshape(shape)
+        return out
+
     v, t = arrays["visual"], arrays["text"]
-    tokens = torch.from_numpy(v["tokens"])
-    outputs = crane.CraneTokens(
-        torch.from_numpy(v["cls"]), tuple(tokens.unbind(1)), ((1, "eattn"), (3, "eattn"))
-    )
+    tokens = v["tokens"].astype(np.float64)  # (N, taps, h, w, D)
+    cls = v["cls"].astype(np.float64)
+    plain = np.stack([unit(unit(t[s].astype(np.float64)).mean(0)) for s in ("normal", "anomalous")])
 
-    def score_fn(protos):
-        return crane.crane_scores(outputs, protos, SIZE, mode)
+    def one(protos):
+        grid = np.mean([p_abnormal(tokens[:, k], protos) for k in range(tokens.shape[1])], 0)
+        maps = np.stack([gaussian_filter(upsample(g), blur, mode="reflect", truncate=4.0) for g in grid])
+        if mode == "map_max":
+            return maps.max(axis=(1, 2)), maps
+        cos = unit(tokens) @ unit(protos).T / tau  # (N, taps, h, w, 2)
+        mean_logits = cos.mean(1)
+        weight = 1.0 / (1.0 + np.exp(mean_logits[..., 0] - mean_logits[..., 1]))
+        local = unit((unit(tokens).mean(1) * weight[..., None]).sum(axis=(1, 2)))
+        pooled = unit(0.5 * local + 0.5 * unit(cls))
+        return p_abnormal(pooled, protos), maps
 
-    plain = prototypes(torch.from_numpy(t["normal"]), torch.from_numpy(t["anomalous"]))
-    noisy = torch.from_numpy(arrays["noisy_text"]["prototypes"])
-    return score_fn(plain), bayes.sample_outputs(score_fn, noisy)
+    det_scores, det_maps = one(plain)
+    out = {"det_scores": det_scores, "det_maps": det_maps}
+    if "noisy_text" in arrays:
+        runs = [one(p.astype(np.float64)) for p in arrays["noisy_text"]["prototypes"]]
+        s, m = np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs])
+        out.update(
+            bay_scores=s.mean(0), bay_maps=m.mean(0),
+            score_std=s.std(0, ddof=1), map_std_mean=m.std(0, ddof=1).mean(axis=(1, 2)),
+        )  # fmt: skip
+    return out
 
 
 @pytest.mark.parametrize("mode", ["map_max", "pooled"])
-def test_alpha_0_is_the_deterministic_path_and_1_the_bayes_mean_exactly(mode):
+def test_alpha_0_1_and_between_against_a_hand_computation(mode):
     arrays = cached()
-    (det_scores, det_maps), out = direct(arrays, mode)
+    hand = by_hand(arrays, mode)
+    close = {"rtol": 1e-5, "atol": 1e-6}
     draws = {"bayes": {"samples": 3, "sigma": 0.01}, "image_score_mode": mode}
     scores, maps, columns = score(arrays, fusion_alpha=0, **draws)
-    assert np.array_equal(scores, det_scores.double().numpy())
-    assert np.array_equal(maps, det_maps.numpy())
-    np.testing.assert_array_equal(columns["score_std"], out.score_std.double().numpy())
-    np.testing.assert_array_equal(columns["map_std_mean"], out.mean_map_std.double().numpy())
-    scores, maps, _ = score(arrays, fusion_alpha=1, **draws)
-    assert np.array_equal(scores, out.scores.double().numpy())
-    assert np.array_equal(maps, out.maps.numpy())
-    scores, maps, _ = score(arrays, fusion_alpha=0.25, **draws)
-    expected = 0.75 * det_scores + 0.25 * out.scores
-    np.testing.assert_allclose(scores, expected.double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(scores, hand["det_scores"], **close)
+    np.testing.assert_allclose(maps, hand["det_maps"], **close)
+    np.testing.assert_allclose(columns["score_std"], hand["score_std"], **close)
+    np.testing.assert_allclose(columns["map_std_mean"], hand["map_std_mean"], **close)
     assert np.all(columns["score_std"] > 0)
+    scores, maps, _ = score(arrays, fusion_alpha=1, **draws)
+    np.testing.assert_allclose(scores, hand["bay_scores"], **close)
+    np.testing.assert_allclose(maps, hand["bay_maps"], **close)
+    assert not np.allclose(hand["bay_scores"], hand["det_scores"], rtol=1e-9, atol=0)
+    scores, maps, _ = score(arrays, fusion_alpha=0.25, **draws)
+    np.testing.assert_allclose(scores, 0.75 * hand["det_scores"] + 0.25 * hand["bay_scores"], **close)
+    np.testing.assert_allclose(maps, 0.75 * hand["det_maps"] + 0.25 * hand["bay_maps"], **close)
 
 
-def test_sigma_0_and_no_sampling_give_the_deterministic_path_with_zero_or_no_std():
+def test_sigma_0_and_no_sampling_give_the_hand_computed_deterministic_path_with_zero_or_no_std():
     arrays = cached(samples=0)
-    (det_scores, det_maps), _ = direct(cached())  # same seed: the same visual and text arrays
+    hand = by_hand(arrays)
     off_scores, off_maps, off = score(arrays, bayes={"samples": 0}, fusion_alpha=0)
     zero_scores, zero_maps, zero = score(arrays, bayes={"samples": 8, "sigma": 0})
     for scores, maps in ((off_scores, off_maps), (zero_scores, zero_maps)):
-        assert np.array_equal(scores, det_scores.double().numpy())
-        assert np.array_equal(maps, det_maps.numpy())
+        np.testing.assert_allclose(scores, hand["det_scores"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(maps, hand["det_maps"], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(off_scores, zero_scores) and np.array_equal(off_maps, zero_maps)
     assert "score_std" not in off and "map_std_mean" not in off
     assert not zero["score_std"].any() and not zero["map_std_mean"].any()
     assert set(zero["taps"]) == {"1,3"} and set(zero["class_name"]) == {"widget"}

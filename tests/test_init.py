@@ -137,8 +137,13 @@ def test_options_pick_categories_name_and_backbone(tmp_path, capsys):
     assert code == 0, err
     config = yaml.safe_load(out)
     assert config["datasets"]["mine"]["categories"] == ["cable"]
-    assert config["methods"] == {"padim": {"kind": "padim", "backbone": "resnet18", "seed": 0}}
-    assert config["backbones"]["resnet18"]["layers"] == [2, 3]
+    padim = {"kind": "padim", "backbone": "resnet18_padim", "seed": 0}
+    assert config["methods"] == {"padim": padim}
+    # PaDiM's published geometry (METHODS §1.2): layer1-3 raw, nearest to layer1's grid
+    assert config["backbones"]["resnet18_padim"] == {
+        "model": "resnet18", "weights": "pretrained", "layers": [1, 2, 3], "patch_size": 1,
+        "upsample": "nearest",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(

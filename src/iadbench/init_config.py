@@ -77,6 +77,10 @@ def _c(text: str, comment: str = "", width: int = 30) -> str:
     return f"{text.ljust(width)} # {comment}" if comment else text
 
 
+# The backbone entry of PaDiM's published feature geometry: "<model>_padim".
+PADIM_SUFFIX = "_padim"
+
+
 def _kind_plan(kind: str, layout: str, feature_model: str) -> dict:
     """What a kind's entry needs here: ``{"backbone": model | None, "encoders": {...}}``."""
     try:
@@ -120,6 +124,8 @@ def _kind_plan(kind: str, layout: str, feature_model: str) -> dict:
         plan["backbone"] = CLIP_MODELS.get(kind, DEFAULT_CLIP)
     elif "features" in needs.inputs:
         plan["backbone"] = feature_model
+        if kind == "padim" and REGISTRY[feature_model].family == "cnn":
+            plan["backbone"] = f"{feature_model}{PADIM_SUFFIX}"
     return plan
 
 
@@ -147,21 +153,30 @@ def _field_notes(cls, written: set[str]) -> list[str]:
     return lines
 
 
-def _backbone_block(models: Sequence[str]) -> list[str]:
+def _backbone_block(names: Sequence[str]) -> list[str]:
     lines = [
         "# Backbones by name: a method's backbone: is a key here. A registry model name used",
         "# without an entry gets {model: <name>} with the defaults below (`iadbench backbones`).",
         "backbones:",
     ]
-    for model in models:
+    for name in names:
+        padim = name.endswith(PADIM_SUFFIX)
+        model = name.removesuffix(PADIM_SUFFIX) if padim else name
         spec = REGISTRY[model]
-        layers = _json(list(spec.default_layers))
         lines += [
-            f"  {model}:",
+            f"  {name}:",
             f"    model: {model}",
             _c("    weights: pretrained", _weights_note(model)),
-            _c(f"    layers: {layers}", f"the registry's {spec.tap_unit}"),
         ]
+        if padim:  # METHODS §1.2: the first three stages, raw, nearest to the first's grid
+            lines += [
+                _c("    layers: [1, 2, 3]", "PaDiM's geometry: the first three stages ..."),
+                _c("    patch_size: 1", "... without neighbourhood averaging ..."),
+                _c("    upsample: nearest", "... deeper stages repeated to the first's grid"),
+            ]
+            continue
+        layers = _json(list(spec.default_layers))
+        lines.append(_c(f"    layers: {layers}", f"the registry's {spec.tap_unit}"))
         if spec.family == "cnn":
             lines.append(_c("    patch_size: 3", "neighbourhood of the patch aggregation"))
     return lines
