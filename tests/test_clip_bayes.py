@@ -62,9 +62,22 @@ def test_same_seed_same_samples_other_seed_other_samples(tiny):
     assert 0 < float((a - clean).abs().max()) < 0.5  # small noise, small change
 
 
-def test_sigma_zero_is_the_deterministic_path_with_zero_std(tiny, score_fn):
-    out = bayes.bayes_outputs(score_fn, tiny, NORMAL, ANOMALOUS, samples=3, sigma=0.0, seed=5)
-    scores, maps = score_fn(text_prototypes(tiny, NORMAL, ANOMALOUS))
+def test_sigma_zero_scores_once_with_the_clean_prototypes_and_zero_std(tiny, score_fn):
+    calls = []
+
+    def recording(protos):
+        calls.append(protos)
+        return score_fn(protos)
+
+    out = bayes.bayes_outputs(recording, tiny, NORMAL, ANOMALOUS, samples=3, sigma=0.0, seed=5)
+    hand = []  # unit sentence embeddings, their mean, renormalised (APRIL-GAN's prototypes)
+    for sentences in (NORMAL, ANOMALOUS):
+        emb = tiny.encode_text(sentences)
+        mean = (emb / emb.norm(dim=-1, keepdim=True)).mean(0)
+        hand.append(mean / mean.norm())
+    assert len(calls) == 1 and calls[0].shape == (2, 32)
+    assert torch.allclose(calls[0], torch.stack(hand), atol=1e-6)
+    scores, maps = score_fn(calls[0])
     assert torch.equal(out.scores, scores) and torch.equal(out.maps, maps)
     assert torch.equal(out.score_std, torch.zeros(2))
     assert torch.equal(out.map_std, torch.zeros(2, 64, 64))

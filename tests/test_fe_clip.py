@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy.fft import dctn, idctn
+from scipy.special import erf
 
 from iadbench.clip.encoder import load_clip
 from iadbench.methods.april_gan.method import AprilGan
-from iadbench.methods.fe_clip.adapters import FFE, FrequencyAdapter, dct_matrix, window_dct
+from iadbench.methods.fe_clip.adapters import (
+    FFE,
+    LFS,
+    FrequencyAdapter,
+    dct_matrix,
+    window_dct,
+)
 from iadbench.methods.fe_clip.method import FeClip
 from iadbench.training import TrainConfig
 from iadbench.training.optim import build_optimizer
@@ -38,6 +47,111 @@ def test_dct_of_a_constant_window_is_zero_but_dc():
 def test_lambda_zero_adapter_is_the_identity():
     grid = torch.randn(1, 4, 4, 8)
     assert torch.equal(FrequencyAdapter(8, 3, 3, "signed", 0.0)(grid), grid)
+
+
+# --- the adapters against hand computations (numpy/scipy, float64) --------------------------------
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def _ffe_by_hand(f, weight, bias, p):
+    """(H, W, D): edge-pad bottom/right to multiples of P, orthonormal 2-D DCT-II of every P×P
+    window and channel, GELU(W·v + b) over channels at every frequency, inverse DCT, crop."""
+    h, w, _ = f.shape
+    x = np.pad(f, ((0, -h % p), (0, -w % p), (0, 0)), mode="edge")
+    out = np.empty_like(x)
+    for y0 in range(0, x.shape[0], p):
+        for x0 in range(0, x.shape[1], p):
+            block = x[y0 : y0 + p, x0 : x0 + p]
+            coeff = dctn(block, type=2, norm="ortho", axes=(0, 1))
+            mixed = _gelu(coeff @ weight.T + bias)
+            out[y0 : y0 + p, x0 : x0 + p] = idctn(mixed, type=2, norm="ortho", axes=(0, 1))
+    return out[:h, :w]
+
+
+def _lfs_by_hand(f, weight, bias, q, stat):
+    """(H, W, D): the statistic of the orthonormal DCT of the Q×Q edge-padded window centred on
+    each token, then a zero-padded 3×3 cross-correlation plus bias and GELU."""
+    h, w, d = f.shape
+    x = np.pad(f, ((q // 2, q // 2), (q // 2, q // 2), (0, 0)), mode="edge")
+    reduce = {"signed": lambda c: c, "abs": np.abs, "power": np.square}[stat]
+    stats = np.empty((h, w, d))
+    for y in range(h):
+        for xx in range(w):
+            coeff = dctn(x[y : y + q, xx : xx + q], type=2, norm="ortho", axes=(0, 1))
+            stats[y, xx] = reduce(coeff).mean(axis=(0, 1))
+    padded = np.pad(stats, ((1, 1), (1, 1), (0, 0)))
+    out = np.empty((h, w, d))
+    for y in range(h):
+        for xx in range(w):
+            patch = padded[y : y + 3, xx : xx + 3]  # (3, 3, D_in)
+            out[y, xx] = bias + np.einsum("oiyx,yxi->o", weight, patch)
+    return _gelu(out)
+
+
+def _grid(h, w, d, seed=0):
+    return torch.randn(
+        1, h, w, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 5)])  # one exact window; padding and cropping
+def test_ffe_equals_blockwise_dct_mlp_inverse_dct_by_hand(shape):
+    torch.manual_seed(0)
+    ffe = FFE(dim=2, p=3).double()
+    grid = _grid(*shape, 2)
+    lin = ffe.mlp[0]
+    expected = _ffe_by_hand(
+        grid[0].numpy(), lin.weight.detach().numpy(), lin.bias.detach().numpy(), 3
+    )
+    got = ffe(grid)
+    assert got.shape == grid.shape
+    np.testing.assert_allclose(got[0].detach().numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("stat", ["signed", "abs", "power"])
+def test_lfs_equals_the_window_dct_statistic_conv_and_gelu_by_hand(stat):
+    torch.manual_seed(1)
+    lfs = LFS(dim=2, q=3, stat=stat).double()
+    grid = _grid(4, 4, 2, seed=1)
+    conv = lfs.conv
+    expected = _lfs_by_hand(
+        grid[0].numpy(), conv.weight.detach().numpy(), conv.bias.detach().numpy(), 3, stat
+    )
+    got = lfs(grid)
+    assert got.shape == grid.shape
+    np.testing.assert_allclose(got[0].detach().numpy(), expected, atol=1e-12)
+
+
+def test_signed_lfs_statistic_of_one_window_by_explicit_cosines():
+    # mean_kl F_kl = (1/Q²) Σ_kl Σ_ij a_k a_l cos(π(i+½)k/Q) cos(π(j+½)l/Q) f_ij, written out
+    f = np.arange(9.0).reshape(3, 3) ** 2
+    a = [np.sqrt(1 / 3), np.sqrt(2 / 3), np.sqrt(2 / 3)]
+
+    def basis(k, i):
+        return a[k] * np.cos(np.pi * (i + 0.5) * k / 3)
+
+    total = sum(
+        basis(k, i) * basis(m, j) * f[i, j]
+        for k in range(3) for m in range(3) for i in range(3) for j in range(3)
+    )  # fmt: skip
+    grid = torch.from_numpy(np.pad(f, 1, mode="edge")[None, :, :, None])  # centre token at (2, 2)
+    coeff = window_dct(grid, 3)[0, 0, :, :, 2, 2]
+    assert coeff.mean().item() == pytest.approx(total / 9, abs=1e-12)
+
+
+def test_adapter_fuses_lambda_ffe_plus_lfs_with_the_frozen_tokens_by_hand():
+    torch.manual_seed(2)
+    adapter = FrequencyAdapter(2, 3, 3, "signed", 0.1).double()
+    grid = _grid(4, 5, 2, seed=2)
+    f = grid[0].numpy()
+    lin, conv = adapter.ffe.mlp[0], adapter.lfs.conv
+    ffe = _ffe_by_hand(f, lin.weight.detach().numpy(), lin.bias.detach().numpy(), 3)
+    lfs = _lfs_by_hand(f, conv.weight.detach().numpy(), conv.bias.detach().numpy(), 3, "signed")
+    expected = 0.1 * (ffe + lfs) + 0.9 * f
+    np.testing.assert_allclose(adapter(grid)[0].detach().numpy(), expected, atol=1e-12)
 
 
 def tiny():

@@ -49,6 +49,34 @@ WINCLIP_TEMPLATES = (
     "a photo of a {} for anomaly detection",
 )
 
+# anomalib 2.7.0's WinCLIP ensemble (``anomalib.models.image.winclip.prompting``), kept as it
+# ships for reference parity: 21 templates with full stops, "a cropped photo of a {}" and the
+# "jpeg corrupted ... a {}" variant missing and "a jpeg corrupted photo of the {}." listed twice,
+# so 147 normal + 84 anomalous sentences (``winclip``: 154 + 88).
+ANOMALIB_WINCLIP_TEMPLATES = (
+    "a cropped photo of the {}.",
+    "a close-up photo of a {}.",
+    "a close-up photo of the {}.",
+    "a bright photo of a {}.",
+    "a bright photo of the {}.",
+    "a dark photo of the {}.",
+    "a dark photo of a {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a blurry photo of the {}.",
+    "a blurry photo of a {}.",
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a photo of a small {}.",
+    "a photo of the small {}.",
+    "a photo of a large {}.",
+    "a photo of the large {}.",
+    "a photo of the {} for visual inspection.",
+    "a photo of a {} for visual inspection.",
+    "a photo of the {} for anomaly detection.",
+    "a photo of a {} for anomaly detection.",
+)
+
 # APRIL-GAN: WinCLIP's normal states, one more anomalous state, CLIP's ImageNet templates + 5.
 APRIL_GAN_NORMAL_STATES = WINCLIP_NORMAL_STATES
 APRIL_GAN_ANOMALOUS_STATES = (
@@ -111,6 +139,9 @@ PROMPT_SETS: dict[str, PromptSet] = {
     "april_gan": PromptSet(
         APRIL_GAN_NORMAL_STATES, APRIL_GAN_ANOMALOUS_STATES, APRIL_GAN_TEMPLATES
     ),
+    "winclip_anomalib": PromptSet(
+        WINCLIP_NORMAL_STATES, WINCLIP_ANOMALOUS_STATES, ANOMALIB_WINCLIP_TEMPLATES
+    ),
 }
 
 
@@ -138,8 +169,9 @@ def _user_list(prompts: Mapping, state: str) -> list[str]:
 def sentences(prompts: str | Mapping, name: str) -> tuple[list[str], list[str]]:
     """(normal, anomalous) sentences for class ``name``.
 
-    ``prompts`` is a built-in set (``winclip``, ``april_gan``) or a user mapping
-    ``{normal: [...], anomalous: [...]}`` of sentences, where any ``{}`` is the class name.
+    ``prompts`` is a built-in set (``winclip``, ``april_gan``, ``winclip_anomalib``) or a user
+    mapping ``{normal: [...], anomalous: [...]}`` of sentences, where any ``{}`` is the class
+    name.
     """
     if isinstance(prompts, str):
         if prompts not in PROMPT_SETS:

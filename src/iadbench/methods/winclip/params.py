@@ -17,11 +17,11 @@ WINDOWS = (2, 3)  # 2x2 and 3x3 patches (32 and 48 px at patch 16)
 class WinClipParams(Params):
     """WinCLIP (METHODS §2.1): zero-shot window scoring; ``k_shot`` > 0 adds WinCLIP+.
 
-    ``prompts`` names a built-in ensemble (``winclip``, ``april_gan``) or a ``prompt_sets:``
-    entry; ``class_name: auto`` takes the dataset's ``class_names`` mapping (default: the
-    category with ``_`` as spaces), ``object`` the literal word. Few-shot references are drawn
-    from ``train`` normal images with ``seed``; their patch tokens come from ``shot_block`` on
-    ``shot_token_path`` (anomalib: the last block after ln_post).
+    ``prompts`` names a built-in ensemble (``winclip``, ``winclip_anomalib``, ``april_gan``) or
+    a ``prompt_sets:`` entry; ``class_name: auto`` takes the dataset's ``class_names`` mapping
+    (default: the category with ``_`` as spaces), ``object`` the literal word. Few-shot
+    references are drawn from ``train`` normal images with ``seed``; their patch tokens come from
+    ``shot_block`` on ``shot_token_path`` (anomalib: the last block after ln_post).
     """
 
     implementation: ClassVar[str] = "iadbench.methods.winclip.method:WinClip"
@@ -33,7 +33,9 @@ class WinClipParams(Params):
     required_keys: ClassVar[tuple[str, ...]] = ("backbone",)
 
     prompts: str = param(
-        "winclip", "winclip (7/4 states x 22 templates), april_gan, or a prompt_sets key"
+        "winclip",
+        "winclip (7/4 states x 22 templates), winclip_anomalib (anomalib 2.7.0's 21 templates, "
+        "for reference parity), april_gan, or a prompt_sets key",
     )
     class_name: str = class_name_param()
     windows: list = param(
