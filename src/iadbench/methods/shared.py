@@ -34,6 +34,21 @@ def knn_backend_param() -> Any:
     )
 
 
+def projection_dim_param() -> Any:
+    """The greedy coreset's projection width (patchcore, view_patchcore: one coreset)."""
+    return param(
+        128, "random projection width of the greedy coreset's distance computations", minimum=1
+    )
+
+
+def n_starts_param() -> Any:
+    return param(10, "random starting points of the greedy coreset", minimum=1)
+
+
+def num_nn_param() -> Any:
+    return param(1, "bank neighbours whose mean distance is a patch's score", minimum=1)
+
+
 def fusion_param(default: str, doc: str) -> Any:
     """``fusion:`` of the kinds that read cached backbone features."""
     from iadbench.features.fusion import SCHEMA  # numpy only

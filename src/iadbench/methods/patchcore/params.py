@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from iadbench.methods.params import Needs, Params, param
-from iadbench.methods.shared import check_fusion, describe_features, fusion_param, knn_backend_param
+from iadbench.methods.shared import (
+    check_fusion,
+    describe_features,
+    fusion_param,
+    knn_backend_param,
+    n_starts_param,
+    num_nn_param,
+    projection_dim_param,
+)
 
 BANKS = ("greedy", "full", "random", "pca", "kmeans")
 
@@ -24,11 +32,9 @@ class PatchCoreParams(Params):
         exclusiveMinimum=0,
         maximum=1,
     )
-    projection_dim: int = param(
-        128, "random projection width of the greedy coreset's distance computations", minimum=1
-    )
-    n_starts: int = param(10, "random starting points of the greedy coreset", minimum=1)
-    num_nn: int = param(1, "bank neighbours whose mean distance is a patch's score", minimum=1)
+    projection_dim: int = projection_dim_param()
+    n_starts: int = n_starts_param()
+    num_nn: int = num_nn_param()
     reweight_neighbors: int = param(
         9,
         "neighbours for the paper's Eq. 7 image-score reweighting (0 or 1 = off, as anomalib: "

@@ -7,7 +7,12 @@ from typing import Any, ClassVar
 
 from iadbench.methods.multimodal.params import ENTRY_KEYS, MultimodalParams, encoders_param
 from iadbench.methods.params import param
-from iadbench.methods.shared import knn_backend_param
+from iadbench.methods.shared import (
+    knn_backend_param,
+    n_starts_param,
+    num_nn_param,
+    projection_dim_param,
+)
 
 AGGREGATES = ("max", "mean")
 
@@ -37,11 +42,9 @@ class ViewPatchCoreParams(MultimodalParams):
         exclusiveMinimum=0,
         maximum=1,
     )
-    projection_dim: int = param(
-        128, "random projection width of the greedy coreset's distance computations", minimum=1
-    )
-    n_starts: int = param(10, "random starting points of the greedy coreset", minimum=1)
-    num_nn: int = param(1, "bank neighbours whose mean distance is a patch's score", minimum=1)
+    projection_dim: int = projection_dim_param()
+    n_starts: int = n_starts_param()
+    num_nn: int = num_nn_param()
     knn_backend: str = knn_backend_param()
     aggregate: str = param(
         "max",
