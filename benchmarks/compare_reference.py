@@ -29,6 +29,14 @@ from reference.common import RESULTS, commit, demo_images, folder_images, write_
 # method -> its module under benchmarks/reference/
 METHODS = {
     "winclip": "reference.winclip",
+    "m3dm": "reference.m3dm",
+    "crane": "reference.crane",
+    "bayes_pfl": "reference.bayes_pfl",
+    "april_gan": "reference.april_gan",
+    "patchcore": "reference.patchcore",
+    "padim": "reference.padim",
+    "anomalydino": "reference.anomalydino",
+    "dinomaly": "reference.dinomaly",
 }
 
 
@@ -44,6 +52,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--tag", default="")
+    ap.add_argument(
+        "--write-fixture",
+        action="store_true",
+        help="also write each method's CI fixture (tests/fixtures/reference/<method>.npz + .json)",
+    )
     modules = {name: importlib.import_module(target) for name, target in METHODS.items()}
     for module in modules.values():
         module.add_arguments(ap)

@@ -100,6 +100,22 @@ def feature_files(dataset, method, category, split):
     }
 
 
+def fit_feature_files(dataset, method, category):
+    """Cached features a ``features`` fit reads besides its ``fit_on`` split, by name
+    (``features_<split>_npy``/``_index``, ``features_synthetic_npy``/``_index``)."""
+    needs, files = NEEDS[method], {}
+    for split in needs.fit_features:
+        for key, value in feature_files(dataset, method, category, split).items():
+            files[f"features_{split}_{key}"] = value
+    if needs.synthetic_features is not None:
+        recipe, copies, seed = needs.synthetic_features
+        fields = dict(dataset=dataset, backbone=backbone_of(method), category=category,
+                      recipe=recipe, copies=copies, seed=seed)  # fmt: skip
+        files["features_synthetic_npy"] = path(SYNTHETIC_FEATURES, ext="npy", **fields)
+        files["features_synthetic_index"] = path(SYNTHETIC_FEATURES, ext="parquet", **fields)
+    return files
+
+
 def encoder_cfg(wildcards):
     entry = config["encoders"][wildcards.encoder]
     if entry["modality"] != wildcards.modality:
@@ -246,6 +262,8 @@ def model_for(wildcards):
     if training == "train_set":
         train_set = config["methods"][wildcards.method]["train_on"]
         return {"state": path(TRAINED, method=wildcards.method, train_set=train_set)}
+    if training == "per_dataset":
+        return {"state": path(DATASET_MODEL, dataset=wildcards.dataset, method=wildcards.method)}
     return {}
 
 
@@ -301,6 +319,7 @@ def fit_inputs(wildcards):
             feature_files(wildcards.dataset, wildcards.method, wildcards.category, needs.fit_on)
         )
     inputs.update(uses_files(wildcards.method, wildcards.dataset, wildcards.category, needs.fit_on))
+    inputs.update(fit_feature_files(wildcards.dataset, wildcards.method, wildcards.category))
     if needs.embeddings:  # the fit split, and val for kinds that select on it (never test)
         for split in [needs.fit_on, *sorted(PARAMS[wildcards.method].splits_read())]:
             inputs.update(
@@ -334,6 +353,16 @@ def train_inputs(wildcards):
     for key in ("frozen", "frozen_tokens") if all(frozen) else ():
         inputs[key] = [f[key] for f in frozen]
     return inputs
+
+
+def dataset_train_params(wildcards):
+    """A per-dataset (multi-class) training's train set: the train split of every category."""
+    return {
+        "dataset": wildcards.dataset,
+        "categories": categories_of(wildcards.dataset),
+        "split": "train",
+        "geometry": geometry(wildcards.dataset),
+    }
 
 
 def train_params(wildcards):
@@ -458,8 +487,15 @@ def latency_items(wildcards):
             uses = config["methods"][m]["uses"]
             if timed(uses["gate"]) and timed(uses["heatmap"]):
                 roles = {r: path(LATENCY, dataset=d, method=uses[r], category=c) for r in uses}
-                items.append({**item, **roles, "scores": score_file(m, d, c, "scores.parquet")})
+                items.append({**item, **roles, "scores": score_file(m, d, c, "scores.parquet"),
+                              "shared_backbone": shares_backbone(uses["gate"], uses["heatmap"])})  # fmt: skip
     return items
+
+
+def shares_backbone(gate, heatmap):
+    """Whether a gate reads the heatmap method's cached features (one backbone pass for both)."""
+    both = all("features" in NEEDS[m].inputs for m in (gate, heatmap))
+    return both and backbone_of(gate) == backbone_of(heatmap)
 
 
 def latency_inputs(wildcards):

@@ -1,4 +1,5 @@
-# Models: a per-category fit (one-class methods) or one training on a named train set.
+# Models: a per-category fit (one-class methods), one training on a named train set, or one
+# multi-class training per dataset (all its categories together).
 
 
 rule fit:
@@ -50,3 +51,28 @@ rule train:
         device=config["device"],
     script:
         "../workflow/scripts/train.py"
+
+
+rule train_dataset:
+    input:
+        manifest=rules.manifest.output[0],
+    output:
+        state=directory(DATASET_MODEL),
+    log:
+        log_of("train_dataset", "{dataset}/{method}"),
+    benchmark:
+        benchmark_of("train_dataset", "{dataset}/{method}")
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=GPU,
+        mem_mb=16000,
+        runtime=480,
+    params:
+        method_cfg=method_cfg,
+        train_set_cfg=dataset_train_params,
+        resume_root=RESUME_ROOT,
+        device=config["device"],
+    script:
+        "../workflow/scripts/train_dataset.py"

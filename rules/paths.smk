@@ -2,6 +2,11 @@
 # input functions fill these templates with path(); nothing else spells a result path.
 MANIFEST = "results/{dataset}/manifest.parquet"
 FEATURES = "results/{dataset}/features/{backbone}/{category}/{split}.{ext}"
+# Features of synthetic anomalies of a category's train images (a gate reading features trains
+# on them): recipe, copies per image, seed.
+SYNTHETIC_FEATURES = (
+    "results/{dataset}/features/{backbone}/{category}/synthetic/{recipe}-n{copies}-s{seed}.{ext}"
+)
 # Per-modality embeddings of multimodal samples (one encoder of the config's encoders:).
 EMBEDDINGS = "results/{dataset}/embeddings/{encoder}/{modality}/{category}/{split}.{ext}"
 # CLIP outputs: the CLS embedding + patch tokens of a view ("<token_path>" or
@@ -20,6 +25,8 @@ BAYES_TEXT = (
 )
 FIT_STATE = "results/{dataset}/models/{method}/{category}"
 TRAINED = "results/models/{method}/{train_set}"
+# A multi-class model trained once per dataset on the train split of all its categories.
+DATASET_MODEL = "results/{dataset}/multiclass/{method}"
 RESUME_ROOT = "results/.resume"
 SCORES = "results/{dataset}/scores/{method}/{category}/{split}/{file}"
 METRICS = "results/{dataset}/metrics/{method}/{category}/{split}.json"

@@ -13,7 +13,7 @@ import pytest
 from test_workflow import TINY, planned_rules, snakemake, write_config
 
 from iadbench.data.manifest import build_manifest
-from iadbench.errors import DataError
+from iadbench.errors import ConfigError, DataError
 from iadbench.methods import build_method
 from iadbench.methods.base import MethodInputs
 from iadbench.methods.cascade.method import route
@@ -193,3 +193,59 @@ def test_the_heatmap_ece_is_kept_before_and_after_calibration(tmp_path):
     assert state["val_heatmap_ece_raw"] is None and state["val_heatmap_ece"] >= 0
     _, _, columns = method.score(tmp_path, inputs(LABELS, GATE, HEATMAP), (8, 8))
     assert "p_heatmap_raw" not in columns and "p_heatmap" in columns
+
+
+# --- issue 25: the ranking-preserving score and the call-rate budget ------------------------
+
+
+def test_a_routed_image_scores_its_calibrated_heatmap_probability(tmp_path):
+    # Isotonic regression of perfectly separated val scores is a step, by hand: raw <= 4 (the
+    # normals) -> 0, raw >= 10 (the anomalies) -> 1.
+    method = build_method({**CASCADE, "calibration": "isotonic", "thresholds": [0.1, 0.9]})
+    method.fit(inputs(LABELS, GATE, HEATMAP), tmp_path)
+    test = inputs([0, 1, 0, 1], [0.5, 0.5, 0.02, 0.97], [2.0, 12.5, 11.0, 1.0])
+    final, _, columns = method.score(tmp_path, test, (8, 8))
+    assert columns["route"].tolist() == ["heatmap", "heatmap", "gate", "gate"]
+    assert final.tolist() == [0.0, 1.0, 0.02, 0.97]  # heatmap's step for the two routed ones
+    assert columns["p_heatmap"][:2].tolist() == [0.0, 1.0]
+
+
+def test_a_call_budget_picks_the_best_band_that_fits(tmp_path):
+    # grid (0.1, 0.9) routes 0.2, 0.3 and 0.4: 3/8 > the budget of 2 images. With isotonic
+    # calibration (heatmap probability 0 for the normals, 1 for the anomalies), by hand:
+    # [0.2, 0.2] (one call) already separates val (normals 0.05, 0.05, 0.3, 0.4; anomalies
+    # 0.95 x 3, 1): F1 1; so do the two-call bands [0.2, 0.3] and [0.3, 0.4]; [0.05, 0.05]
+    # leaves the anomaly at 0.2 below the normals at 0.3 and 0.4. Ties spend the budget, then
+    # take the lower band: [0.2, 0.3].
+    cfg = {**CASCADE, "calibration": "isotonic", "grid_low": [0.1], "grid_high": [0.9]}
+    state = build_method({**cfg, "max_call_rate": 0.25}).fit(
+        inputs(LABELS, GATE, HEATMAP), tmp_path
+    )
+    assert (state["t_low"], state["t_high"]) == (0.2, 0.3)
+    assert state["val"]["heatmap_call_rate"] == pytest.approx(2 / 8)
+    assert state["val"]["f1"] == 1.0 and state["band_selection"] == "budget"
+    assert state["val_recall_loss"] == 0.0
+    with pytest.raises(ConfigError, match="max_call_rate"):  # 0.1 x 8 images < 1
+        build_method({**cfg, "max_call_rate": 0.1}).fit(inputs(LABELS, GATE, HEATMAP), tmp_path)
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.2, 0.3, 0.5])
+def test_a_call_budget_is_never_exceeded_on_val(tmp_path, budget):
+    rng = np.random.default_rng(int(budget * 100))
+    labels = np.r_[np.zeros(30, int), np.ones(20, int)]
+    gate = np.round(np.clip(rng.normal(0.3 + 0.4 * labels, 0.25), 0, 1), 2)  # ties on purpose
+    heatmap = rng.normal(labels * 2.0, 1.0)
+    state = build_method({**CASCADE, "max_call_rate": budget}).fit(
+        inputs(labels, gate, heatmap), tmp_path
+    )
+    routed = (gate >= state["t_low"]) & (gate <= state["t_high"])
+    assert routed.sum() <= np.floor(budget * len(labels))
+    assert state["val"]["heatmap_call_rate"] == pytest.approx(routed.mean())
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    within = sweep[sweep["heatmap_call_rate"] <= budget + 1e-12]
+    assert state["val"]["f1"] == pytest.approx(within["f1"].max(), abs=1e-6)
+
+
+def test_a_budget_with_fixed_thresholds_is_refused():
+    with pytest.raises(ConfigError, match="max_call_rate"):
+        build_method({**CASCADE, "thresholds": [0.2, 0.8], "max_call_rate": 0.3})

@@ -209,6 +209,32 @@ def test_dattn_with_orthogonal_features_gives_each_patch_its_own_value(tiny, ima
     assert torch.allclose(out.patches[0], expected, atol=1e-5)
 
 
+def test_dattn_input_attention_reads_the_stream_after_the_attention_residual(tiny, images):
+    # One-hot DINO features again (D-Attn = out_proj(V)); V now comes from ln_1 of the block input
+    # plus the block's own attention (torch's MultiheadAttention forward, not our pieces).
+    dino = torch.eye(64).reshape(1, 8, 8, 64).expand(2, -1, -1, -1)
+    out = crane.crane_tokens(
+        tiny, images, taps=[2], dino=dino, dattn_with_eattn=False, dattn_input="attention"
+    )
+    block = tiny.visual.transformer.resblocks[2]
+    with torch.no_grad():
+        x = blocks_input(tiny, images, 2)
+        normed = block.ln_1(x)
+        mid = x + block.ls_1(block.attn(normed, normed, normed, need_weights=False)[0])
+        width = x.shape[-1]
+        v = F.linear(
+            block.ln_1(mid),
+            block.attn.in_proj_weight[2 * width :],
+            block.attn.in_proj_bias[2 * width :],
+        )
+        expected = projected_patches(tiny, block.attn.out_proj(v))
+    assert torch.allclose(out.patches[0], expected, atol=1e-5)
+    block_input = crane.crane_tokens(tiny, images, taps=[2], dino=dino, dattn_with_eattn=False)
+    assert not torch.allclose(block_input.patches[0], expected, atol=1e-3)
+    with pytest.raises(ConfigError, match="dattn_input"):
+        crane.crane_tokens(tiny, images, dino=dino, dattn_input="ffn")
+
+
 def test_no_dino_means_no_guidance_and_guidance_adds_its_own_tokens(tiny, images):
     plain = crane.crane_tokens(tiny, images, taps=[1, 3])
     dino = torch.randn(2, 8, 8, 16, generator=torch.Generator().manual_seed(1))
@@ -284,6 +310,35 @@ def test_per_tap_softmax_mean_and_the_logit_mean_alternative():
     assert soft.item() == pytest.approx((hand_softmax([0, 1 / TAU])[1] + 0.5) / 2, abs=1e-6)
     hard = crane.patch_map(taps, protos, TAU, soft_mean=False)
     assert hard.item() == pytest.approx(hand_softmax([c / 2 / TAU, (1 + c) / 2 / TAU])[1], abs=1e-6)
+
+
+def test_upsample_logits_interpolates_logits_before_the_softmax():
+    """A 1x2 grid (a normal token, an anomalous one) upsampled to 1x4 (bilinear,
+    align_corners false: source x = -0.25, 0.25, 0.75, 1.25, clamped at the edges). Crane's order
+    (``upsample_logits``) interpolates the logits, so the second pixel's are 0.75·[1/τ, 0] +
+    0.25·[0, 1/τ]; the default interpolates the two probabilities instead."""
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    tokens = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])  # (B, h, w, D) = (1, 1, 2, 2)
+    outputs = crane.CraneTokens(torch.zeros(1, 2), (tokens,), ((0, "eattn"),))
+    p_normal, p_anomalous = hand_softmax([1 / TAU, 0])[1], hand_softmax([0, 1 / TAU])[1]
+    _, maps = crane.crane_scores(
+        outputs, protos, (1, 4), "map_max", TAU, 0.0, soft_mean=False, upsample_logits=True
+    )
+    expected = [
+        p_normal,
+        hand_softmax([0.75 / TAU, 0.25 / TAU])[1],
+        hand_softmax([0.25 / TAU, 0.75 / TAU])[1],
+        p_anomalous,
+    ]
+    assert maps[0, 0].tolist() == pytest.approx(expected, abs=1e-6)
+    _, plain = crane.crane_scores(outputs, protos, (1, 4), "map_max", TAU, 0.0, soft_mean=False)
+    mixed = [p_normal, 0.75 * p_normal + 0.25 * p_anomalous]
+    assert plain[0, 0, :2].tolist() == pytest.approx(mixed, abs=1e-6)
+    # with soft_mean the flag changes nothing (one tap: the same softmax, upsampled)
+    _, soft = crane.crane_scores(
+        outputs, protos, (1, 4), "map_max", TAU, 0.0, soft_mean=True, upsample_logits=True
+    )
+    assert torch.equal(soft, plain)
 
 
 def test_pooled_embedding_hand_case():

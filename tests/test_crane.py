@@ -121,14 +121,16 @@ def test_equivalent_visual_options_share_one_view():
 
 def test_rcs_and_dino_options_resolve_into_the_view():
     _, options = view(final_attn="rcs", rcs={"layers": [-3, 2], "tau": 1})
-    assert options["rcs"] == {"lam": 0.3, "tau": 1.0, "layers": [1, 2]}
+    assert options["rcs"] == {"lam": 0.3, "tau": 1.0, "layers": [1, 2], "scale_by_terms": True}
     # null: ResCLIP's range(5, 9) of 12 blocks scaled to 4, range(4 * 5 // 12, 4 * 9 // 12).
     assert view(final_attn="rcs")[1]["rcs"]["layers"] == [1, 2]
     name, options = view(dino="dino", beta=1.5)
     assert options["dino"] == {
-        "model": "dinov2_vitb14", "weights": "random", "seed": 0, "beta": 1.5, "gamma": 3.0
+        "model": "dinov2_vitb14", "weights": "random", "seed": 0, "beta": 1.5, "gamma": 3.0,
+        "input": "block",
     }  # fmt: skip
     assert view(dino="dino", beta=1.2)[0] != name
+    assert view(dino="dino", beta=1.5, dattn_input="attention")[0] != name
 
 
 @pytest.mark.parametrize(
@@ -159,6 +161,7 @@ RECORDED = {
     "eattn_from": "eattn_from", "taps": "taps", "dino": "dino", "beta": "dattn_beta",
     "gamma": "dattn_gamma", "image_score_mode": "image_score_mode",
     "temperature": "temperature", "sigma": "map_sigma", "soft_mean": "soft_mean",
+    "upsample_logits": "upsample_logits", "dattn_input": "dattn_input",
     "final_attn": "final_attn", "rcs": "rcs_layers", "bayes": "bayes_sigma",
     "fusion_alpha": "fusion_alpha",
 }  # fmt: skip

@@ -22,6 +22,8 @@ CONFIGS = [
     "config/examples/crane.yaml",
     "config/examples/fe_clip_cross.yaml",
     "config/examples/welding.yaml",
+    "config/examples/cascade_demo.yaml",
+    "config/examples/dino.yaml",
 ]
 
 

@@ -228,8 +228,8 @@ def test_april_gan_trains_on_bicubic_images_and_bilinear_thresholded_masks(train
     class Captured(Exception):
         pass
 
-    def capture(images, masks, classes, preprocessing, mosaic_p, resample):
-        seen.update(images=images, masks=masks, mosaic_p=mosaic_p, resample=resample)
+    def capture(images, masks, classes, preprocessing, mosaic_p, resample, **mosaic_of):
+        seen.update(images=images, masks=masks, mosaic_p=mosaic_p, resample=resample, **mosaic_of)
         raise Captured
 
     monkeypatch.setattr(trainer_module, "ImageSet", capture)
@@ -240,6 +240,11 @@ def test_april_gan_trains_on_bicubic_images_and_bilinear_thresholded_masks(train
     with pytest.raises(Captured):
         AprilGan({"kind": "april_gan", "seed": 0}, "cpu").train([part], root, root / "resume")
     assert seen["mosaic_p"] == 0.2 and seen["resample"] == "bicubic"  # VAND's aug_rate, filter
+    # VAND's combine_img: mosaics of the full-size originals, read back from the index's files
+    first = index.iloc[0]
+    image, _ = seen["originals"](0)
+    assert np.array_equal(image, np.asarray(Image.open(first.image_path).convert("RGB")))
+    assert seen["mask_resample"] == "bilinear" and seen["geometry"].crop == 40
     for i, row in enumerate(index.itertuples()):
         # VAND: open_clip's preprocess (PIL bicubic) and torchvision's Resize (PIL bilinear) of
         # the 0/255 mask, ToTensor (/255), then gt > 0.5.

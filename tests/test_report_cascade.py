@@ -15,6 +15,7 @@ from iadbench.metrics import summarise
 from iadbench.report import build_report
 from iadbench.report.cascade import (
     comparison_rows,
+    comparison_table,
     confusion,
     confusion_rows,
     load_sweeps,
@@ -387,3 +388,17 @@ def test_unknown_cascade_and_bad_uses(tmp_path):
     assert "Cascade nope: no rows for it in metrics.csv" in Path(kwargs["out_html"]).read_text()
     with pytest.raises(ValueError, match="uses lacks"):
         build_report(**{**kwargs, "cascades": {"casc": {"gate": "gate"}}})
+
+
+def test_comparison_rows_give_the_recall_lost_at_the_operating_point(tmp_path):
+    kwargs = write_tree(tmp_path)
+    summary = pd.read_csv(kwargs["summary_csv"])
+    pc_alpha = (summary["method"] == "pc") & (summary["category"] == "alpha")
+    summary.loc[pc_alpha, "recall"] = 1.0  # the heatmap method alone finds every anomaly
+    frame = comparison_rows(summary, "toy", "casc", USES, None)
+    alpha = frame[frame["category"] == "alpha"].set_index("method")
+    # the cascade's and the gate's recall at their thresholds: TP 2 of 3 anomalies (CASES)
+    assert alpha["recall"].tolist() == pytest.approx([2 / 3, 1.0, 2 / 3])
+    assert alpha["recall_lost"].tolist() == pytest.approx([1 / 3, 0.0, 1 / 3])
+    html = comparison_table(frame, "toy / casc")
+    assert "recall lost vs heatmap" in html and "33.3" in html

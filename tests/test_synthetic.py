@@ -1,4 +1,4 @@
-"""Synthetic anomalies (CutPaste, CutPaste-Scar) that give the classifier gate an anomaly class."""
+"""Synthetic anomalies (CutPaste, Scar, Perlin, NSA) that give a gate its anomaly class."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 
 from iadbench.data.synthetic import (
+    RECIPES,
     SYNTHETIC_MODES,
     Box,
     cutpaste,
     cutpaste_scar,
+    draw_recipe,
+    nsa,
+    perlin,
+    perlin_noise,
     synthesize,
 )
 from iadbench.errors import ConfigError
@@ -197,11 +202,19 @@ def test_cutpaste_works_on_tiny_images(shape):
         np.testing.assert_array_equal(out[paste.slices], image[cut.slices])
 
 
-def test_mixed_mode_produces_both_kinds():
+def test_cutpaste_mixed_mode_produces_both_kinds():
     image = noise()
     rng = np.random.default_rng(2)
-    scars = sum(is_scar(*synthesize(image, rng, "mixed")) for _ in range(200))
+    scars = sum(is_scar(*synthesize(image, rng, "cutpaste_mixed")) for _ in range(200))
     assert 60 <= scars <= 140
+
+
+def test_mixed_mode_draws_every_recipe_about_equally():
+    rng = np.random.default_rng(3)
+    drawn = [draw_recipe(rng, "mixed") for _ in range(800)]
+    for recipe in RECIPES:
+        assert 150 <= drawn.count(recipe) <= 250  # 200 expected, binomial sd ~12
+    assert draw_recipe(rng, "nsa") == "nsa"
 
 
 @pytest.mark.parametrize(
@@ -230,6 +243,13 @@ def test_mixed_mode_produces_both_kinds():
         lambda img, rng: synthesize(img[:1], rng, "cutpaste"),
         lambda img, rng: synthesize(img, 0, "cutpaste"),
         lambda img, rng: cutpaste_scar(img, np.random.RandomState(0)),
+        lambda img, rng: perlin(img, rng, beta=(0.5, 1.5)),
+        lambda img, rng: perlin(img, rng, area=(0.0, 0.5)),
+        lambda img, rng: perlin(img, rng, scale=(0.5, 2)),
+        lambda img, rng: perlin(img, rng, texture=img[..., 0]),
+        lambda img, rng: nsa(img, rng, area=(0.1, 1.0)),
+        lambda img, rng: nsa(img, rng, clone="poisson"),
+        lambda img, rng: nsa(img[:3, :3], rng),
     ],
 )
 def test_bad_arguments_raise_config_error(call):
@@ -238,5 +258,102 @@ def test_bad_arguments_raise_config_error(call):
 
 
 def test_config_error_names_the_valid_modes():
-    with pytest.raises(ConfigError, match="cutpaste, scar, mixed"):
+    with pytest.raises(ConfigError, match="cutpaste, scar, perlin, nsa, cutpaste_mixed, mixed"):
         synthesize(noise(), np.random.default_rng(0), "cut")
+
+
+# --- Perlin (DRAEM) and NSA ------------------------------------------------------------------
+
+
+def test_perlin_noise_is_bounded_and_reproducible():
+    a = perlin_noise(40, 56, (4, 8), np.random.default_rng(0))
+    b = perlin_noise(40, 56, (4, 8), np.random.default_rng(0))
+    np.testing.assert_array_equal(a, b)
+    # 2-D gradient noise is at most sqrt(1/2) in magnitude; scaled by sqrt(2) that is 1.
+    assert a.shape == (40, 56) and np.abs(a).max() <= 1.0 + 1e-9 and a.std() > 0.05
+
+
+@pytest.mark.parametrize(
+    "kwargs, low, high",
+    [
+        ({}, 0.005, 0.5),
+        ({"scale": (0, 0)}, 0.005, 0.5),  # one lattice cell: often nothing above 0.5
+        ({"threshold": -2.0}, 0.005, 0.5),  # everything above: capped at the high bound
+        ({"area": (0.1, 0.2)}, 0.1, 0.2),
+    ],
+)
+def test_perlin_mask_area_stays_within_its_bounds(kwargs, low, high):
+    image = noise(48, 64)
+    n = 48 * 64
+    for seed in range(15):
+        out, mask = perlin(image, np.random.default_rng(seed), noise(32, 32, 9), **kwargs)
+        assert np.ceil(low * n) <= mask.sum() <= np.floor(high * n)
+        np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+def test_perlin_blend_weights_image_and_texture_by_beta():
+    image = noise(32, 32)
+    # beta = 1: the blend is all image, nothing changes (1 * image + 0 * texture).
+    out, mask = perlin(image, np.random.default_rng(1), noise(32, 32, 5), beta=(1.0, 1.0))
+    assert mask.any()
+    np.testing.assert_array_equal(out, image)
+    # beta = 0: inside the mask only the (augmented) texture counts, whatever the image.
+    texture = noise(32, 32, 5)
+    a, mask_a = perlin(image, np.random.default_rng(4), texture, beta=(0.0, 0.0))
+    b, mask_b = perlin(noise(32, 32, 6), np.random.default_rng(4), texture, beta=(0.0, 0.0))
+    np.testing.assert_array_equal(mask_a, mask_b)
+    np.testing.assert_array_equal(a[mask_a], b[mask_b])
+
+
+def test_nsa_mask_is_a_rectangle_inside_a_one_pixel_margin():
+    height, width = 40, 56
+    image = noise(height, width)
+    for seed in range(25):
+        out, mask = nsa(image, np.random.default_rng(seed), noise(height, width, 3))
+        top, left, h, w = bounding_box(mask)
+        assert mask.sum() == h * w  # a full rectangle
+        assert top >= 1 and left >= 1 and top + h <= height - 1 and left + w <= width - 1
+        # area drawn from 2-15 % of the inner (H-2) x (W-2) image, rounded to whole pixels
+        inner = (height - 2) * (width - 2)
+        assert 0.02 * inner - (h + w) <= h * w <= 0.15 * inner + (h + w)
+        np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+def test_nsa_is_poisson_blending_not_a_paste():
+    """A flat source has no gradient: the Poisson solution is the flat boundary value."""
+    image = np.full((32, 32, 3), 90, dtype=np.uint8)
+    source = np.full((32, 32, 3), 200, dtype=np.uint8)
+    out, mask = nsa(image, np.random.default_rng(0), source)
+    assert mask.any()
+    assert np.abs(out.astype(int) - 90).max() <= 1  # a paste would put 200 there
+    # A textured source keeps its texture inside the mask (its gradients are the guide).
+    out, mask = nsa(image, np.random.default_rng(0), noise(32, 32, 2))
+    assert out[mask].std() > 20
+
+
+@pytest.mark.parametrize("mode", ["perlin", "nsa"])
+def test_pool_recipes_draw_their_source_from_the_pool(mode):
+    image, other = noise(32, 32, 1), noise(32, 32, 2)
+    a, _ = synthesize(image, np.random.default_rng(5), mode, pool=[other])
+    b, _ = synthesize(image, np.random.default_rng(5), mode, pool=[other])
+    c, _ = synthesize(image, np.random.default_rng(5), mode)  # the image itself as source
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_texture_folder_is_read_sorted_and_refused_when_empty(tmp_path):
+    from PIL import Image
+
+    from iadbench.data.synthetic import texture_images
+    from iadbench.methods import build_method
+
+    with pytest.raises(ConfigError, match="not a folder"):
+        texture_images(tmp_path / "absent")
+    with pytest.raises(ConfigError, match="no images"):
+        texture_images(tmp_path)
+    for name, value in (("b.png", 200), ("a.png", 10)):
+        Image.fromarray(np.full((4, 5, 3), value, np.uint8)).save(tmp_path / name)
+    textures = texture_images(tmp_path)
+    assert [t[0, 0, 0] for t in textures] == [10, 200] and textures[0].shape == (4, 5, 3)
+    with pytest.raises(ConfigError, match="texture_dir"):  # only the perlin recipe reads it
+        build_method({"kind": "classifier", "synthetic": "nsa", "texture_dir": str(tmp_path)})

@@ -1,5 +1,5 @@
 """The weld family through Snakemake on a miniature generated weld dataset: embeddings cached
-per (encoder, split), three kinds fitted on TRAIN and selected on VAL, TEST results with
+per (encoder, split), four kinds fitted on TRAIN and selected on VAL, TEST results with
 per-defect AUROCs, single-modality rows, the label box recorded and no pixel metric."""
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ CONFIG = {
             "label_mask": {"box": list(LABEL_BOX)},
         }
     },
-    "backbones": {"r18": {"model": "resnet18", "weights": "random", "layers": [2, 3]}},
+    "backbones": {"r18": {"model": "resnet18", "weights": "random", "layers": [2, 3]},
+                  "dino": {"model": "dino_tiny", "weights": "random", "token_norm": True}},
     "encoders": {
         "frames": {"modality": "video", "backbone": "r18", "frames": {"stride": 5},
                    "size": [32, 48]},
         "logmel": {"modality": "audio", "n_mels": 16},
         "sensors": {"modality": "sensor", "length": 16},
         "photos": {"modality": "photo", "backbone": "r18", "size": [32, 64]},
+        "dino": {"modality": "photo", "backbone": "dino", "size": [32, 64]},
     },
     "methods": {
         "film": {"kind": "causal_film", "d_model": 16, "heads": 2, "sensor_dim": 8, "epochs": 2,
@@ -42,6 +44,9 @@ CONFIG = {
                  "audio_epochs": 2, "video_widths": [16, 8], "video_epochs": 2,
                  "encoders": {"audio": "logmel", "video": "frames"}},
         "views": {"kind": "view_patchcore", "coreset": 0.5, "encoders": {"photo": "photos"}},
+        "m3dm": {"kind": "m3dm", "size": 16, "num_group": 16, "group_size": 8, "trans_dim": 16,
+                 "depth": 2, "heads": 2, "taps": [0, 1], "patch_grid": 8, "coreset": 0.5,
+                 "encoders": {"photo": "dino"}},
     },
 }  # fmt: skip
 
@@ -76,7 +81,8 @@ def test_every_encoder_is_cached_once_per_split(finished):
 def test_test_results_have_image_metrics_per_defect_columns_and_modality_rows(finished):
     summary = pd.read_csv(finished / "results/summary/metrics.csv")
     rows = summary[summary["average"] == "per_category"].set_index("method")
-    assert set(rows.index) == {"film", "late", "late[audio]", "late[video]", "views"}
+    assert set(rows.index) == {"film", "late", "late[audio]", "late[video]", "views", "m3dm",
+                               "m3dm[xyz]", "m3dm[rgb]"}  # fmt: skip
     assert rows["image_auroc"].between(0, 1).all()
     assert rows["pixel_auroc"].isna().all() and rows["aupro"].isna().all()
     defects = {"auroc_burnthrough", "auroc_lack_of_fusion", "auroc_porosity", "auroc_spatter"}
@@ -93,3 +99,13 @@ def test_late_fusion_records_the_weight_it_chose_on_val(finished):
     scores = pd.read_parquet(finished / "results/weld/scores/late/weld/test/scores.parquet")
     fused = state["w"] * scores["component_audio"] + (1 - state["w"]) * scores["component_video"]
     np.testing.assert_allclose(scores["score"], fused, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.e2e
+def test_m3dm_fuses_its_banks_with_the_svm_fitted_on_train(finished):
+    state = json.loads((finished / "results/weld/models/m3dm/weld/state.json").read_text())
+    assert len(state["train_vectors"]) == 4  # the 4 TRAIN runs, never VAL or TEST
+    scores = pd.read_parquet(finished / "results/weld/scores/m3dm/weld/test/scores.parquet")
+    xyz, rgb = state["svm"]["coef"]
+    fused = xyz * scores["component_xyz"] + rgb * scores["component_rgb"]
+    np.testing.assert_allclose(scores["score"], fused, rtol=1e-6, atol=1e-12)

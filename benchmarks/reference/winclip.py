@@ -23,6 +23,7 @@ pipeline or the disk cache.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import types
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import print_row, row
+from .common import FIXTURES, print_row, row
 
 REFERENCE = "anomalib WinClipModel"
 ARCH = "ViT-B-16-plus-240"
@@ -244,4 +245,101 @@ def run(args, data) -> list[dict]:
                 )
                 print_row(r)
                 rows.append(r)
+    if args.write_fixture:
+        write_fixture(args.weights_seed, not args.no_fix_windows)
     return rows
+
+
+# --------------------------------------------------------------------------- CI fixture
+
+# Two demo images (one good, one defective) and one reference image, at 64 px, resized to 240
+# by anomalib's pre-processor for both sides; anomalib's own arch (its WinClipModel hard-codes
+# ViT-B-16-plus-240) with random weights; its prompt ensemble reduced to its first template, so
+# the text tower encodes 11 sentences instead of 231 (CI runs on 2 cores).
+FIXTURE = {"category": "brick", "n_test": 2, "n_train": 1, "size": 64, "shots": [0, 1]}
+MAP_STEP = 4  # maps stored at every 4th pixel (60 x 60 of 240 x 240): the fixture stays small
+
+
+def reduced_prompts() -> dict[str, list[str]]:
+    """anomalib's states around its first template, as a prompt mapping with ``{}`` kept."""
+    from anomalib.models.image.winclip import prompting
+
+    template = prompting.TEMPLATES[0]
+    return {
+        "normal": [template.format(s) for s in prompting.NORMAL_STATES],
+        "anomalous": [template.format(s) for s in prompting.ANOMALOUS_STATES],
+    }
+
+
+def write_fixture(seed: int, fix_windows: bool = True) -> None:
+    """``tests/fixtures/reference/winclip.{npz,json}``: anomalib's scores and (subsampled) maps,
+    zero-shot and 1-shot, with the images and the sentences, so CI checks ours without it.
+
+    The weights are not stored: ``load_clip(BACKBONE, "random", seed=seed)`` rebuilds them, and
+    that they equal the harness's ``random_weights`` is asserted here.
+    """
+    import anomalib
+    import open_clip
+    from anomalib.models.image.winclip import torch_model
+
+    from iadbench.clip.encoder import load_clip
+
+    from .lite0 import fixture_images
+
+    f = FIXTURE
+    test, train = fixture_images(f["category"], f["n_train"], f["n_test"], f["size"])
+    with tempfile.TemporaryDirectory() as tmp:
+        state = random_weights(Path(tmp) / "w.pt", seed)
+    encoder = load_clip(BACKBONE, "random", seed=seed)
+    ours_state = encoder.model.state_dict()
+    assert all(torch.equal(ours_state[k], v) for k, v in state.items()), "random weights differ"
+    model = anomalib_model(state, fix_windows)
+    prompts = reduced_prompts()
+    real = torch_model.create_prompt_ensemble
+    # setup() looks the name up in its module at each call; restored below
+    torch_model.create_prompt_ensemble = lambda name: tuple(
+        [s.replace("{}", name) for s in prompts[k]] for k in ("normal", "anomalous")
+    )
+    arrays = {"test": np.stack(test), "train": np.stack(train)}
+    class_name = f["category"]
+    x = anomalib_input(test)
+    try:
+        for k in f["shots"]:
+            refs = anomalib_input(train[:k]) if k else None
+            model.k_shot, model.reference_images = 0, None
+            a_s, a_m, _ = run_anomalib(model, class_name, refs, x)
+            o_s, o_m, _, n = run_ours(encoder, class_name, refs, x, prompts)
+            arrays[f"shot{k}_scores"] = a_s.astype(np.float32)
+            arrays[f"shot{k}_maps"] = a_m[:, ::MAP_STEP, ::MAP_STEP].astype(np.float32)
+            print(
+                f"fixture winclip {k}-shot ({n[0]}+{n[1]} sentences): max|dscore| "
+                f"{np.abs(o_s - a_s).max():.3g} max|dmap| {np.abs(o_m - a_m).max():.3g}"
+            )
+    finally:
+        torch_model.create_prompt_ensemble = real
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(FIXTURES / "winclip.npz", **arrays)
+    meta = {
+        "reference": f"anomalib {anomalib.__version__} (PyPI) WinClipModel"
+        + (", _get_window_embeddings corrected (anomalib #2571)" if fix_windows else ""),
+        "open_clip": open_clip.__version__,
+        "arch": ARCH,
+        "backbone": BACKBONE,
+        "weights": f"random: load_clip({BACKBONE!r}, 'random', seed={seed}) = open_clip "
+        f"create_model({ARCH!r}, pretrained=None) under torch.manual_seed({seed})",
+        "seed": seed,
+        "class_name": class_name,
+        "prompts": prompts,
+        "input": "anomalib's pre-processing for both: Resize(240, bicubic, antialias) on the "
+        "float image + CLIP mean/std",
+        "images": f"embedded demo {class_name}: {f['n_test']} test (1 good, 1 defective), "
+        f"{f['n_train']} reference, {f['size']} px, stored in the npz",
+        "shots": f["shots"],
+        "map_step": MAP_STEP,
+        "our_settings": "prompts = the mapping above, normalize_each false, include_image true, "
+        "shot_block -1, shot_token_path ln_post, windows 2 and 3, temperature 0.07",
+        "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods winclip "
+        "--write-fixture",
+    }
+    (FIXTURES / "winclip.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {FIXTURES / 'winclip.npz'} and .json")

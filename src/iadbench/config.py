@@ -326,6 +326,18 @@ def _check_backbones(config: dict) -> None:
                 f"backbone {name!r}: unknown model {backbone['model']!r} "
                 f"(registered: {', '.join(sorted(REGISTRY))})"
             )
+        family = REGISTRY[backbone["model"]].family
+        for key in ("token_norm", "smaller_edge"):
+            if backbone.get(key) and family != "vit":
+                raise ConfigError(
+                    f"backbone {name!r}: {key} is for ViT backbones ({backbone['model']} is "
+                    f"a {family} model)"
+                )
+        if backbone.get("resample", "bilinear") != "bilinear" and family != "clip":
+            raise ConfigError(
+                f"backbone {name!r}: resample is the CLIP image filter ({backbone['model']} is "
+                f"a {family} model, resized bilinear by feature extraction)"
+            )
         layers = resolve_layers(backbone["model"], backbone.get("layers"))
         if backbone.get("dim") is not None and backbone["dim"] < len(layers):
             raise ConfigError(
@@ -413,6 +425,10 @@ def _check_method(config: dict, name: str, method: dict) -> None:
                 f"method {name!r}: backbone {backbone!r} is {model}, not a CLIP model "
                 f"(CLIP models: {', '.join(m for m, s in REGISTRY.items() if s.family == 'clip')})"
             )
+        try:
+            params.check_backbone(config["backbones"][backbone])
+        except ConfigError as exc:
+            raise ConfigError(f"method {name!r}: backbone {backbone!r}: {exc}") from None
         if needs.blocks:
             resolve_layers(model, list(needs.blocks))
         if "visual" in needs.inputs:
@@ -429,15 +445,23 @@ def _check_method(config: dict, name: str, method: dict) -> None:
         )
     _check_embeddings(config, name, needs)
     reads_images = needs.inputs & (ENCODED | {"images"})
+    # Kinds that read each run's photos themselves (label box blanked) run on runs only.
+    run_photos = getattr(params, "run_photos", False)
     if reads_images and not needs.embeddings:  # multimodal kinds read masked photo embeddings
         for dataset in method_datasets(config, name):
             layout = config["datasets"].get(dataset, {}).get("layout")
-            if layout in MULTIMODAL_LAYOUTS:
+            if layout in MULTIMODAL_LAYOUTS and not run_photos:
                 raise ConfigError(
                     f"method {name!r} reads {', '.join(sorted(reads_images))} of each sample's "
                     f"image, but dataset {dataset!r} ({layout}) holds runs of several photos "
                     "(and a printed label to mask): use a kind that reads photo embeddings, "
-                    "e.g. view_patchcore"
+                    "e.g. view_patchcore, or view_dinomaly"
+                )
+            if run_photos and layout not in MULTIMODAL_LAYOUTS:
+                raise ConfigError(
+                    f"method {name!r} reads each run's post-weld photos, but dataset "
+                    f"{dataset!r} ({layout}) has no runs (multimodal layouts: "
+                    f"{', '.join(MULTIMODAL_LAYOUTS)})"
                 )
     for dataset in method_datasets(config, name):
         if dataset not in config["datasets"]:

@@ -9,6 +9,7 @@ CNNs take the evaluation image as it is; ViT and CLIP models have fixed position
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -45,6 +46,15 @@ class LoadedBackbone:
     layers: tuple[int, ...]
     preprocessing: Preprocessing
     weights: ResolvedWeights
+    # ViT taps after the model's final norm (DINOv2's ``get_intermediate_layers``, AnomalyDINO's
+    # tokens) instead of the raw block outputs.
+    norm: bool = False
+
+    @property
+    def patch(self) -> int | None:
+        """A ViT's patch side in px (None for other families): sizes it takes are multiples."""
+        embed = getattr(self.model, "patch_embed", None)
+        return int(embed.patch_size[0]) if self.family == "vit" and embed is not None else None
 
     @torch.no_grad()
     def taps(self, batch: torch.Tensor) -> list[torch.Tensor]:
@@ -54,8 +64,9 @@ class LoadedBackbone:
             batch = F.interpolate(
                 batch, size=size, mode="bilinear", align_corners=False, antialias=True
             )
+        extra = {"norm": True} if self.norm else {}
         out = self.model.forward_intermediates(
-            batch, indices=list(self.layers), stop_early=True, intermediates_only=True
+            batch, indices=list(self.layers), stop_early=True, intermediates_only=True, **extra
         )
         return out["image_intermediates"] if self.family == "clip" else out
 
@@ -71,16 +82,23 @@ class _DropMessage(logging.Filter):
         return not record.getMessage().startswith(self.prefix)
 
 
-def _build_timm(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, Preprocessing]:
+def _build_timm(
+    spec: BackboneSpec, tag: str, dynamic: bool = False
+) -> tuple[torch.nn.Module, Preprocessing]:
+    """``dynamic``: a ViT that takes any multiple of its patch, its position grid resampled
+    (bicubic) at each forward, as timm's ``dynamic_img_size`` (and anomalib's AnomalyDINO)."""
     import timm  # heavy (imports torchvision); only feature extraction needs it
 
-    kwargs: dict = {}
+    kwargs: dict = dict(spec.model_kwargs)
+    if dynamic:
+        kwargs["dynamic_img_size"] = True
     if spec.img_size is not None:
         size = spec.img_size
-        kwargs = {"img_size": size, "pretrained_cfg_overlay": {"input_size": (3, size, size)}}
-    model = timm.create_model(f"{spec.library_name}.{tag}", pretrained=False, **kwargs)
+        kwargs |= {"img_size": size, "pretrained_cfg_overlay": {"input_size": (3, size, size)}}
+    name = f"{spec.library_name}.{tag}" if tag else spec.library_name
+    model = timm.create_model(name, pretrained=False, **kwargs)
     data = timm.data.resolve_data_config({}, model=model)
-    input_size = tuple(data["input_size"][1:]) if spec.family == "vit" else None
+    input_size = tuple(data["input_size"][1:]) if spec.family == "vit" and not dynamic else None
     return model, Preprocessing(tuple(data["mean"]), tuple(data["std"]), input_size)
 
 
@@ -174,13 +192,18 @@ def build_clip_model(
 
 
 def build_model(
-    spec: BackboneSpec, weights: ResolvedWeights, seed: int = 0
+    spec: BackboneSpec, weights: ResolvedWeights, seed: int = 0, dynamic: bool = False
 ) -> tuple[torch.nn.Module, Preprocessing]:
     """The full library model (CLIP: image tower) in eval mode, with ``weights`` loaded.
 
-    Random initialisation is seeded without disturbing the caller's global RNG.
+    Random initialisation is seeded without disturbing the caller's global RNG. ``dynamic``
+    (ViTs only): any input size, see :func:`_build_timm`.
     """
-    return _load_weights(spec, weights, seed, _build_clip if spec.family == "clip" else _build_timm)
+    if dynamic and spec.family != "vit":
+        raise ConfigError(f"{spec.library_name}: only ViT backbones take any input size")
+    if spec.family == "clip":
+        return _load_weights(spec, weights, seed, _build_clip)
+    return _load_weights(spec, weights, seed, functools.partial(_build_timm, dynamic=dynamic))
 
 
 def load_backbone(
@@ -189,12 +212,19 @@ def load_backbone(
     layers: list[int] | tuple[int, ...] | str | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    norm: bool = False,
+    dynamic: bool = False,
 ) -> LoadedBackbone:
-    """Build a registered backbone, cut after its deepest tap, ready for ``taps``."""
+    """Build a registered backbone, cut after its deepest tap, ready for ``taps``.
+
+    ``norm``: ViT taps after the final norm; ``dynamic``: a ViT run at the batch's own size.
+    """
     spec = spec_for(name)
+    if norm and spec.family != "vit":
+        raise ConfigError(f"backbone {name!r}: token_norm is for ViT backbones only")
     taps = resolve_layers(name, layers)
     resolved = resolve_weights(weights, spec)
-    model, preprocessing = build_model(spec, resolved, seed)
+    model, preprocessing = build_model(spec, resolved, seed, dynamic)
     model.prune_intermediate_layers(indices=list(taps), prune_head=True)
     return LoadedBackbone(
         name=name,
@@ -203,4 +233,5 @@ def load_backbone(
         layers=taps,
         preprocessing=preprocessing,
         weights=resolved,
+        norm=norm,
     )

@@ -34,6 +34,8 @@ class BackboneSpec:
     n_taps: int
     package_weights: str | None = None
     img_size: int | None = None
+    # Constructor overrides of the library model (a shrunken test/demo architecture).
+    model_kwargs: tuple[tuple[str, int], ...] = ()
 
     @property
     def library(self) -> str:
@@ -67,6 +69,52 @@ REGISTRY: dict[str, BackboneSpec] = {
     ),
     # DINOv2 with 4 register tokens at its native 518 px (37x37 grid, the CLIP methods' grid).
     "dinov2_vitb14_reg4": BackboneSpec("vit", "vit_base_patch14_reg4_dinov2", "lvd142m", (11,), 12),
+    # Dinomaly's other encoders (METHODS §5.2): ViT-S (same taps as B) and ViT-L (24 blocks).
+    "dinov2_vits14_reg4": BackboneSpec(
+        "vit", "vit_small_patch14_reg4_dinov2", "lvd142m", (11,), 12
+    ),
+    "dinov2_vitl14_reg4": BackboneSpec(
+        "vit", "vit_large_patch14_reg4_dinov2", "lvd142m", (23,), 24
+    ),
+    # Test and demo architecture: DINOv2-reg's layout (patch 14, 4 registers, 12 blocks) at width
+    # 48 (3 heads) and 112 px (8x8 grid); random or file weights only.
+    "dinov2_tiny_reg4": BackboneSpec(
+        "vit",
+        "vit_small_patch14_reg4_dinov2",
+        "",
+        (11,),
+        12,
+        img_size=112,
+        model_kwargs=(("embed_dim", 48), ("num_heads", 3)),
+    ),
+    # AnomalyDINO's encoder (METHODS §5.1): DINOv2 ViT-S/14 without registers, its last block,
+    # built at the native 518 px; a backbone entry with smaller_edge runs it at any image size.
+    "dinov2_vits14": BackboneSpec("vit", "vit_small_patch14_dinov2", "lvd142m", (11,), 12),
+    # Test and demo architecture: DINOv2 ViT-S/14's layout (patch 14, no registers) with 2 blocks
+    # of width 32 (2 heads) at 224 px; random or file weights only.
+    "dinov2_tiny": BackboneSpec(
+        "vit",
+        "vit_small_patch14_dinov2",
+        "",
+        (1,),
+        2,
+        img_size=224,
+        model_kwargs=(("embed_dim", 32), ("num_heads", 2), ("depth", 2)),
+    ),
+    # M3DM's RGB encoder (METHODS §6.1): DINO ViT-B/8, its last block (28x28 grid at 224 px);
+    # M3DM reads it after the final norm (backbone option token_norm: true).
+    "dino_vitb8": BackboneSpec("vit", "vit_base_patch8_224", "dino", (11,), 12),
+    # Test and demo architecture: DINO ViT-B/8's layout (patch 8) with 2 blocks of width 32
+    # (2 heads) at 112 px (14x14 grid); random or file weights only.
+    "dino_tiny": BackboneSpec(
+        "vit",
+        "vit_base_patch8_224",
+        "",
+        (1,),
+        2,
+        img_size=112,
+        model_kwargs=(("embed_dim", 32), ("num_heads", 2), ("depth", 2)),
+    ),
     # Four evenly spaced blocks, APRIL-GAN's choice (6/12/18/24 of ViT-L) scaled to 12 blocks.
     "clip_vit_b32": BackboneSpec("clip", "ViT-B-32", "openai", (2, 5, 8, 11), 12),
     # WinCLIP's encoder: 240 px, 15x15 grid, LAION-400M weights (epoch 31, as anomalib).

@@ -39,6 +39,10 @@ def encoder_identity(backbone_cfg: Mapping[str, Any], visual: bool = True) -> di
     if visual:
         identity["input_size"] = backbone_cfg.get("input_size")
         identity["interpolation"] = backbone_cfg.get("interpolation", "bilinear")
+        # only when not the default, so caches written before the switch existed stay valid
+        resample = backbone_cfg.get("resample", "bilinear")
+        if resample != "bilinear":
+            identity["resample"] = resample
     return identity
 
 

@@ -26,6 +26,9 @@ from iadbench.backbones.weights import ResolvedWeights, resolve_weights
 from iadbench.clip.token_paths import TOKEN_PATHS
 from iadbench.errors import ConfigError
 
+# image resize filters before a CLIP (backbone ``resample``; config/schema.yaml lists the same)
+RESAMPLES = ("bilinear", "bicubic")
+
 
 @dataclass(frozen=True)
 class VisualOutputs:
@@ -51,6 +54,9 @@ def interpolate_positional_embedding(
     """(1 + h*w, D) -> (1 + h'*w', D): the patch grid resampled, the CLS row kept as it is.
 
     Returns ``pos`` itself at the same grid, so the native size is exactly the published model.
+    ``mode`` ``bicubic_antialias`` is open_clip's ``resize_pos_embed`` (VAND-APRIL-GAN's 518 px
+    runs): torch's antialiased bicubic, whose kernel (a = -0.5) differs from plain bicubic's
+    (a = -0.75) even when upsampling.
     """
     h, w = grid_from
     if pos.shape[0] != 1 + h * w:
@@ -58,7 +64,14 @@ def interpolate_positional_embedding(
     if tuple(grid_from) == tuple(grid_to):
         return pos
     grid = pos[1:].reshape(h, w, -1).permute(2, 0, 1)[None].float()
-    grid = F.interpolate(grid, size=tuple(grid_to), mode=mode, align_corners=False)
+    antialias = mode == "bicubic_antialias"
+    grid = F.interpolate(
+        grid,
+        size=tuple(grid_to),
+        mode="bicubic" if antialias else mode,
+        align_corners=False,
+        antialias=antialias,
+    )
     grid = grid[0].permute(1, 2, 0).reshape(-1, pos.shape[1]).to(pos.dtype)
     return torch.cat([pos[:1], grid])
 
@@ -118,6 +131,10 @@ class ClipEncoder:
     tokenizer: object
     preprocessing: Preprocessing
     weights: ResolvedWeights
+    # PIL filter that resizes images to the dataset geometry before this encoder (backbone
+    # ``resample``); carried here, beside the mean/std, so every image path that feeds the
+    # encoder (cached views, windows, few-shot references, training) resizes alike.
+    resample: str = "bilinear"
 
     @property
     def visual(self) -> torch.nn.Module:
@@ -289,12 +306,17 @@ def load_clip(
     seed: int = 0,
     device: str | torch.device = "cpu",
     interpolation: str = "bilinear",
+    resample: str = "bilinear",
 ) -> ClipEncoder:
     """Build a registered CLIP (both towers), offline, optionally at another input size.
 
     ``input_size`` (px) resamples the position grid with ``interpolation`` (``bilinear``, as
     METHODS §0 for ViT-L/14 at 518; ``bicubic`` also works); the CLS position is kept.
+    ``resample`` is the PIL filter of the image resize before the encoder (``bilinear``, or
+    ``bicubic`` as anomalib's WinCLIP and the CLIP papers' pre-processing).
     """
+    if resample not in RESAMPLES:
+        raise ConfigError(f"backbone {name!r}: resample {resample!r} is not one of {RESAMPLES}")
     spec = spec_for(name)
     if spec.family != "clip":
         raise ConfigError(f"backbone {name!r} is a {spec.family} model, not a CLIP")
@@ -305,7 +327,7 @@ def load_clip(
         size = set_input_size(model.visual, input_size, interpolation)
         preprocessing = replace(preprocessing, input_size=size)
     tokenizer = bundled_tokenizer(spec.library_name)
-    return ClipEncoder(name, model.to(device), tokenizer, preprocessing, resolved)
+    return ClipEncoder(name, model.to(device), tokenizer, preprocessing, resolved, resample)
 
 
 def text_prototypes(

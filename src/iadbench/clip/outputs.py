@@ -23,7 +23,8 @@ from iadbench.progress import Progress
 
 
 def load_encoder(backbone_cfg: Mapping[str, Any], device: str = "auto") -> ClipEncoder:
-    """The CLIP of a ``backbones:`` entry (model, weights, seed, input_size, interpolation)."""
+    """The CLIP of a ``backbones:`` entry (model, weights, seed, input_size, interpolation,
+    resample)."""
     return load_clip(
         backbone_cfg["model"],
         str(backbone_cfg.get("weights", "pretrained")),
@@ -31,6 +32,7 @@ def load_encoder(backbone_cfg: Mapping[str, Any], device: str = "auto") -> ClipE
         seed=int(backbone_cfg.get("seed", 0)),
         device=resolve_device(device),
         interpolation=backbone_cfg.get("interpolation", "bilinear"),
+        resample=backbone_cfg.get("resample", "bilinear"),
     )
 
 
@@ -48,12 +50,16 @@ def image_batches(
     encoder: ClipEncoder,
     batch_size: int,
     desc: str,
+    resample: str | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Normalised (B, 3, crop, crop) batches of ``paths``, decoded two at a time."""
+    """Normalised (B, 3, crop, crop) batches of ``paths``, decoded two at a time; ``resample``:
+    the geometry's PIL filter (APRIL-GAN scores bicubic, as VAND's test preprocess); None = the
+    encoder's (backbone ``resample``, bilinear by default)."""
     geo = Geometry.from_config(geometry)
+    resample = resample or encoder.resample
 
     def load(path: str) -> np.ndarray:
-        return geo.image(load_image(path))
+        return geo.image(load_image(path), resample)
 
     with (
         ThreadPoolExecutor(max_workers=2) as pool,

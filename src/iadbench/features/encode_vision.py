@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from iadbench.backbones.hf import input_stats, load_hf_model, model_config
-from iadbench.backbones.loader import load_backbone
 from iadbench.backbones.registry import resolve_block
 from iadbench.data.media import probe_video, read_photo, read_video
 from iadbench.errors import DataError
@@ -50,9 +49,7 @@ class RegistryImages:
 
     def __init__(self, entry: dict, device: torch.device) -> None:
         cfg = FeatureConfig.from_config(entry, {})
-        self.backbone = load_backbone(
-            cfg.model, cfg.weights, cfg.layers, seed=cfg.seed, device=device
-        )
+        self.backbone = cfg.load_backbone(device)  # honours token_norm (M3DM's DINO tokens)
         self.stats = cfg.preprocessing(self.backbone.preprocessing)
         self.device = device
 

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 # 2: ViT/CLIP families, resolved tap indices, per-tap ``dim`` reduction, ``layer_dims`` in meta.
 # 3: ``padding`` (border handling of the patch aggregation) and ``normalize`` in the identity.
 # 4: ``upsample`` (bilinear | nearest resizing of deeper taps) in the identity.
-FORMAT_VERSION = 4
+# 5: ``token_norm`` (ViT taps after the final norm) and ``smaller_edge`` (aspect-keeping resize,
+#    no crop: the grid follows each image's shape) in the identity.
+FORMAT_VERSION = 5
 
 # ``normalize: imagenet`` — the statistics many pipelines apply whatever the weights were trained
 # with; ``model`` (the default) takes the weights' own from the library's config.
@@ -52,9 +54,19 @@ class FeatureConfig:
     padding: str = "zeros"
     normalize: str = "model"
     upsample: str = "bilinear"
+    token_norm: bool = False
+    smaller_edge: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", resolve_layers(self.model, self.layers))
+        family = spec_for(self.model).family
+        for key, on in (("token_norm", self.token_norm), ("smaller_edge", self.smaller_edge)):
+            if on and family != "vit":
+                raise ConfigError(
+                    f"backbone {self.model!r}: {key} is for ViT backbones (this one is {family})"
+                )
+        if self.smaller_edge is not None and self.smaller_edge < 1:
+            raise ConfigError(f"backbone {self.model!r}: smaller_edge must be >= 1")
         if self.padding not in PADDINGS:
             raise ConfigError(
                 f"backbone {self.model!r}: padding {self.padding!r} is not one of {PADDINGS}"
@@ -87,6 +99,8 @@ class FeatureConfig:
             padding=str(backbone.get("padding", "zeros")),
             normalize=str(backbone.get("normalize", "model")),
             upsample=str(backbone.get("upsample", "bilinear")),
+            token_norm=bool(backbone.get("token_norm", False)),
+            smaller_edge=backbone.get("smaller_edge"),
         )
 
     def identity(self) -> dict:
@@ -109,16 +123,56 @@ class FeatureConfig:
             "seed": self.seed if weights.kind == "random" else None,
             "resize": self.geometry.resize,
             "crop": self.geometry.crop,
+            "token_norm": self.token_norm,
+            "smaller_edge": self.smaller_edge,
         }
 
     def hash(self) -> str:
         return config_hash(self.identity())
+
+    def load_backbone(self, device: torch.device):
+        """The backbone this config runs (any input size when ``smaller_edge`` is set)."""
+        return load_backbone(
+            self.model,
+            self.weights,
+            self.layers,
+            seed=self.seed,
+            device=device,
+            norm=self.token_norm,
+            dynamic=self.smaller_edge is not None,
+        )
+
+    def image(self, rgb: np.ndarray, patch: int | None) -> np.ndarray:
+        """A decoded uint8 image as the backbone sees it: the dataset's square resize and centre
+        crop, or (``smaller_edge``) AnomalyDINO's geometry: the smaller edge resized to
+        ``smaller_edge`` (bicubic, PIL's antialiasing, aspect ratio kept, as torchvision's
+        ``Resize(int)`` on a PIL image), no crop but the bottom/right remainder beyond a multiple
+        of the ViT's ``patch``."""
+        if self.smaller_edge is None:
+            return self.geometry.image(rgb)
+        return smaller_edge_image(rgb, self.smaller_edge, patch)
 
     def preprocessing(self, native: Preprocessing) -> Preprocessing:
         """The model's own preprocessing, with ImageNet statistics when ``normalize`` says so."""
         if self.normalize == "imagenet":
             return replace(native, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
         return native
+
+
+def smaller_edge_image(rgb: np.ndarray, edge: int, patch: int | None) -> np.ndarray:
+    """uint8 (H, W, 3) -> the smaller edge at ``edge`` px (bicubic), then cut to multiples of
+    ``patch`` at the top-left corner (AnomalyDINO's ``prepare_image``)."""
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    if height <= width:  # torchvision's _compute_resized_output_size: int() of the long side
+        size = (int(edge * width / height), edge)
+    else:
+        size = (edge, int(edge * height / width))
+    out = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+    if patch:
+        out = out[: out.shape[0] - out.shape[0] % patch, : out.shape[1] - out.shape[1] % patch]
+    return out
 
 
 def normalise_images(
@@ -160,6 +214,18 @@ def patch_features(
     return feats.cpu().numpy().astype(np.float16), layer_dims
 
 
+def check_same_shape(images: list[np.ndarray], paths: list[str], first: tuple) -> None:
+    """One store holds one grid: refuse images that ``smaller_edge`` brings to another size than
+    the split's ``first`` image."""
+    for path, image in zip(paths, images):
+        if image.shape != first:
+            raise CacheError(
+                f"{path}: {image.shape[1]}x{image.shape[0]} px after smaller_edge, but the first "
+                f"image of this (category, split) gives {first[1]}x{first[0]}: smaller_edge keeps "
+                "each image's aspect ratio, and one feature store holds one grid"
+            )
+
+
 def extract_features(
     manifest: pd.DataFrame,
     category: str,
@@ -176,15 +242,16 @@ def extract_features(
     if rows.empty:
         raise CacheError(f"no {split} images for category {category!r} in the manifest")
     dev = resolve_device(device)
-    backbone = load_backbone(cfg.model, cfg.weights, cfg.layers, seed=cfg.seed, device=dev)
+    backbone = cfg.load_backbone(dev)
     identity = cfg.identity()
     geometry = cfg.geometry
 
     def load(path: str) -> np.ndarray:
-        return geometry.image(load_image(path))
+        return cfg.image(load_image(path), backbone.patch)
 
     chunks: list[np.ndarray] = []
     layer_dims: list[int] = []
+    first: tuple | None = None
     paths = rows["image_path"].tolist()
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
@@ -197,6 +264,8 @@ def extract_features(
     ):
         for start in range(0, len(paths), batch_size):
             images = list(pool.map(load, paths[start : start + batch_size]))
+            first = first or images[0].shape
+            check_same_shape(images, paths[start : start + batch_size], first)
             feats, layer_dims = patch_features(backbone, images, cfg, dev)
             chunks.append(feats)
             bar.update(len(images))
@@ -211,7 +280,10 @@ def extract_features(
         "grid": list(features.shape[1:3]),
         "channels": int(features.shape[3]),
         "layer_dims": layer_dims,
-        "model_input": list(backbone.preprocessing.input_size or (geometry.crop, geometry.crop)),
+        "model_input": list(
+            backbone.preprocessing.input_size
+            or (first[:2] if cfg.smaller_edge else (geometry.crop, geometry.crop))
+        ),
         "device": dev.type,
     }
     index = rows[

@@ -10,6 +10,8 @@ its parameters come from the kind's dataclass (``methods/<kind>/params.py``, reg
   category's ``train`` split (or another category's, for the cross-category study);
 * ``train_set``: ``train(parts, out_dir, resume_dir)`` once per (method, train set), with one
   :class:`MethodInputs` per category of the train set;
+* ``per_dataset``: the same ``train(parts, out_dir, resume_dir)`` once per (method, dataset),
+  with one part per category of the dataset (its ``train`` split): multi-class models;
 * ``none``: nothing;
 
 then ``score(state_dir, inputs, out_size)`` -> per-image scores and per-pixel maps at
@@ -133,22 +135,23 @@ class Method(ABC):
         Default for kinds that read cached features: decode, geometry, backbone, patch features
         and scoring, after one warm-up image; the model is loaded once, outside the timing.
         """
-        from iadbench.backbones.loader import load_backbone
         from iadbench.data.images import load_image
         from iadbench.device import resolve_device
         from iadbench.features.extract import FeatureConfig, patch_features
 
         cfg = FeatureConfig.from_config(backbone_cfg, dataset_cfg)
         device = resolve_device(self.device)
-        backbone = load_backbone(cfg.model, cfg.weights, cfg.layers, seed=cfg.seed, device=device)
-        score, crop, config_hash = self.scorer(state_dir), cfg.geometry.crop, cfg.hash()
+        backbone = cfg.load_backbone(device)
+        score, crop = self.scorer(state_dir), cfg.geometry.crop
+        identity = {**cfg.identity(), "config_hash": cfg.hash()}
 
         def one(i: int) -> None:
-            image = cfg.geometry.image(load_image(rows["image_path"].iloc[i]))
+            image = cfg.image(load_image(rows["image_path"].iloc[i]), backbone.patch)
             feats, dims = patch_features(backbone, [image], cfg, device)
-            meta = {"config_hash": config_hash, "layer_dims": dims}
+            meta = {**identity, "layer_dims": dims}
             features = FeatureSet(features=feats, index=rows.iloc[i : i + 1], meta=meta)
-            score(MethodInputs.of_features(features), (crop, crop))
+            inputs = MethodInputs(features.index, features, dataset=dict(dataset_cfg))
+            score(inputs, (crop, crop))
 
         return time_each(one, len(rows), device)
 

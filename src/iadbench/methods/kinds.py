@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "padim": "iadbench.methods.padim.params:PadimParams",
     "classifier": "iadbench.methods.classifier.params:ClassifierParams",
     "cascade": "iadbench.methods.cascade.params:CascadeParams",
+    "feature_gate": "iadbench.methods.feature_gate.params:FeatureGateParams",
     "winclip": "iadbench.methods.winclip.params:WinClipParams",
     "crane": "iadbench.methods.crane.params:CraneParams",
     "april_gan": "iadbench.methods.april_gan.params:AprilGanParams",
@@ -31,6 +32,10 @@ KINDS: dict[str, str] = {
     "causal_film": "iadbench.methods.causal_film.params:CausalFilmParams",
     "late_fusion": "iadbench.methods.late_fusion.params:LateFusionParams",
     "view_patchcore": "iadbench.methods.view_patchcore.params:ViewPatchCoreParams",
+    "dinomaly": "iadbench.methods.dinomaly.params:DinomalyParams",
+    "view_dinomaly": "iadbench.methods.dinomaly.params:ViewDinomalyParams",
+    "anomalydino": "iadbench.methods.anomalydino.params:AnomalyDinoParams",
+    "m3dm": "iadbench.methods.m3dm.params:M3dmParams",
 }
 # What a plugin kind's "module:Class" string looks like (the config schema's pattern for it).
 IMPORT_STRING = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"

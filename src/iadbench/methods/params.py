@@ -28,7 +28,7 @@ INPUTS = frozenset(
 )
 # Inputs computed by the method's ``backbone`` (the feature store, CLIP's cached outputs).
 ENCODED = frozenset({"features", "visual", "windows", "text"})
-TRAINING = ("none", "per_category", "train_set")
+TRAINING = ("none", "per_category", "train_set", "per_dataset")
 # Keys every method entry may carry besides its kind's parameters (described in schema.yaml).
 COMMON_KEYS = ("kind", "backbone", "datasets", "seed", "grid", "train_on", "uses")
 
@@ -44,8 +44,10 @@ class Needs:
     manifest), ``scores`` (other methods' outputs, by the roles in ``uses``), or other modalities.
     ``training``: ``none`` (zero-shot), ``per_category`` (one-class fit on each category's
     ``fit_on`` split) or ``train_set`` (trained once on the config's named train set ``train_on``,
-    scored on any dataset). ``fit_on``: ``train`` for one-class fits, ``val`` for methods whose
-    whole "fit" is calibration on validation scores (the dataset must have a ``val_split``).
+    scored on any dataset) or ``per_dataset`` (trained once per dataset on the ``train`` split of
+    all its categories together: multi-class models such as Dinomaly's). ``fit_on``: ``train``
+    for one-class fits, ``val`` for methods whose whole "fit" is calibration on validation
+    scores (the dataset must have a ``val_split``).
     ``maps``: whether pixel maps are produced (else pixel metrics are n/a). ``probabilities``: image
     scores are calibrated probabilities (ECE is reported). ``noisy_text``: ``(R, σ, seed)`` of
     the cached noisy text prototypes the method reads beside ``text`` (Crane's Bayes path).
@@ -53,6 +55,9 @@ class Needs:
     which the variance analysis reads. ``embeddings``: ``(role, encoder)`` pairs of the cached
     per-modality embeddings a multimodal kind reads (``encoder`` a key of the config's
     ``encoders``; the role is the method's name for it, e.g. ``video``, ``audio``, ``photo``).
+    ``fit_features``: cached feature splits a ``features`` fit reads besides ``fit_on`` (``val``
+    for calibration). ``synthetic_features``: ``(recipe, copies, seed)`` of synthetic anomalies
+    made from the ``train`` images whose features the fit reads, extracted once into the store.
     """
 
     inputs: frozenset[str]
@@ -68,6 +73,8 @@ class Needs:
     noisy_text: tuple[int, float, int] | None = None
     uncertainty: bool = False
     embeddings: tuple[tuple[str, str], ...] = ()
+    fit_features: tuple[str, ...] = ()
+    synthetic_features: tuple[str, int, int] | None = None
 
     def __post_init__(self) -> None:
         if unknown := set(self.inputs) - INPUTS:
@@ -167,6 +174,10 @@ class Params:
     def describe(self, state: dict) -> dict[str, Any]:
         """Provenance columns a result row gets from this method (``state``: its state.json)."""
         return {}
+
+    def check_backbone(self, backbone: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` when the method's ``backbone`` entry (defaults filled) does
+        not compute what the kind reads (AnomalyDINO: unaggregated ViT tokens)."""
 
     def visual_view(self, model: str, backbones: Mapping[str, dict]) -> tuple[str, dict] | None:
         """A visual view the kind computes itself: ``(name, options)`` with the options resolved

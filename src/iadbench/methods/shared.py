@@ -15,6 +15,10 @@ CLASS_NAMES = ("auto", "object")
 # CLIP blocks: 0-based indices (negative from the end), or "lastN".
 BLOCK_LIST = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "integer"}}
 LAST_N = {"type": "string", "pattern": "^last[1-9][0-9]*$"}
+# The Gaussian blur's border (:func:`iadbench.methods.smoothing.smooth_map`), in scipy.ndimage's
+# terms: ``reflect`` repeats the edge pixel (d c b a | a b c d), ``mirror`` does not
+# (d c b | a b c d), which is torch's ``F.pad(mode="reflect")`` and so anomalib's GaussianBlur2d.
+BLUR_BORDERS = ("reflect", "mirror")
 
 
 def class_name_param() -> Any:
@@ -47,6 +51,17 @@ def n_starts_param() -> Any:
 
 def num_nn_param() -> Any:
     return param(1, "bank neighbours whose mean distance is a patch's score", minimum=1)
+
+
+def blur_border_param() -> Any:
+    """How the map's Gaussian blur extends the border (patchcore, padim: one blur)."""
+    return param(
+        "reflect",
+        "border of the map's Gaussian blur: reflect (scipy's, the edge pixel repeated) or mirror "
+        "(not repeated: torch's reflect padding, anomalib's blur); differs within ~2 sigma of the "
+        "border only",
+        enum=list(BLUR_BORDERS),
+    )
 
 
 def fusion_param(default: str, doc: str) -> Any:

@@ -29,6 +29,7 @@ _MODULE_OF = {
     "summarise_results": "evaluation",
     "feature_distance": "features",
     "make_features": "features",
+    "make_synthetic_features": "features",
     "summarise_latency": "latency",
     "time_method": "latency",
     "fit_method": "models",

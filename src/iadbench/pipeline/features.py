@@ -37,6 +37,36 @@ def make_features(
     )
 
 
+def make_synthetic_features(
+    manifest: str | Path,
+    category: str,
+    recipe: str,
+    copies: int,
+    seed: int,
+    backbone_cfg: dict,
+    geometry: dict,
+    npy: str | Path,
+    index: str | Path,
+    device: str = "auto",
+) -> dict:
+    """Extract the synthetic anomalies of one category's train images into the store."""
+    from iadbench.features.extract import FeatureConfig
+    from iadbench.features.synthetic import extract_synthetic_features
+
+    return extract_synthetic_features(
+        pd.read_parquet(manifest),
+        category,
+        recipe,
+        int(copies),
+        int(seed),
+        FeatureConfig.from_config(backbone_cfg, geometry),
+        npy,
+        index,
+        device=device,
+        batch_size=int(backbone_cfg.get("batch_size", 16)),
+    )
+
+
 def cached_features(npy: str | Path, index: str | Path, backbone_cfg: dict, geometry: dict):
     """A feature set from the store, refused unless it was extracted with this exact config."""
     from iadbench.features.extract import FeatureConfig

@@ -4,7 +4,8 @@ Kept out of ``metrics.csv`` (timings differ between runs and machines; metrics m
 timed method sees the same images: the first ``images`` test images of a category by sample id,
 one at a time (batch size 1), after a warm-up image, with the model loaded beforehand. A
 cascade is not timed itself: its latency is the gate's for every image plus the heatmap
-method's for the images it routed there, read from its test score table.
+method's for the images it routed there, read from its test score table (less the backbone pass
+when the gate reads the heatmap method's features: it is run once).
 """
 
 from __future__ import annotations
@@ -46,10 +47,17 @@ def time_method(
     rows = latency_rows(manifest, category, images)
     method = build_method(method_cfg, device=device)
     seconds = method.latency(Path(state_dir) if state_dir else None, rows, geometry, backbone_cfg)
+    parts = {}
+    if isinstance(seconds, tuple):  # (total, {part_seconds: ...}), e.g. the feature gate's
+        seconds, parts = seconds
     table = pd.DataFrame(
         {
             "sample_id": rows["sample_id"],
             "ms": 1000.0 * np.asarray(seconds),
+            **{
+                name.replace("_seconds", "_ms"): 1000.0 * np.asarray(value)
+                for name, value in parts.items()
+            },
             "device": resolve_device(device).type,
             "batch_size": BATCH_SIZE,
         }
@@ -77,7 +85,10 @@ def summarise_latency(items: list[dict], out: str | Path) -> pd.DataFrame:
     """``results/summary/latency.csv``: one row per timed (method, dataset, category).
 
     ``items`` carry ``timings`` (a method's per-image table) or, for a cascade, ``gate`` and
-    ``heatmap`` timing tables plus its test ``scores`` (with the ``route`` column).
+    ``heatmap`` timing tables plus its test ``scores`` (with the ``route`` column), and
+    ``shared_backbone`` when the gate reads the heatmap method's cached features: a routed image
+    then costs the gate plus the heatmap method minus the gate's ``backbone_ms`` (the shared
+    decode and backbone pass, timed on the gate's path).
     """
     rows = []
     for item in items:
@@ -89,7 +100,11 @@ def summarise_latency(items: list[dict], out: str | Path) -> pd.DataFrame:
         heatmap = pd.read_parquet(item["heatmap"]).set_index("sample_id")
         routes = pd.read_parquet(item["scores"]).set_index("sample_id")["route"]
         ids = gate.index.intersection(heatmap.index)
-        ms = gate.loc[ids, "ms"] + heatmap.loc[ids, "ms"] * (routes.loc[ids] == "heatmap")
+        extra = heatmap.loc[ids, "ms"]
+        if item.get("shared_backbone") and "backbone_ms" in gate.columns:
+            # The gate read the heatmap method's features: that pass is not paid twice.
+            extra = (extra - gate.loc[ids, "backbone_ms"]).clip(lower=0.0)
+        ms = gate.loc[ids, "ms"] + extra * (routes.loc[ids] == "heatmap")
         rows.append(_row(item, ms, str(gate["device"].iloc[0])))
     table = pd.DataFrame(rows)
     save_text(out, table.to_csv(index=False, float_format="%.3f"))

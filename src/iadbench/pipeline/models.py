@@ -37,7 +37,9 @@ def method_inputs(
 
     ``files`` holds the job's input files by name: ``manifest``, ``npy``/``index`` (features),
     ``visual``/``windows``/``text``/``noisy_text`` (cached CLIP outputs, score jobs only) and
-    ``uses_<role>`` (score tables of the methods this one uses). ``view_options``: those of the
+    ``uses_<role>`` (score tables of the methods this one uses), ``features_<name>_npy``/
+    ``_index`` (further feature sets a fit reads: ``val``, ``synthetic``; in ``cached``'s
+    ``features`` by name). ``view_options``: those of the
     kind's own visual view, which its cached file must have been made with.
     """
     from iadbench.methods.base import MethodInputs
@@ -52,7 +54,15 @@ def method_inputs(
     rows = manifest[manifest["category"] == category].reset_index(drop=True)
     if "features" in needs.inputs:
         features = cached_features(files["npy"], files["index"], backbone_cfg, geometry)
-        return MethodInputs(features.index, features, scores, rows, geometry)
+        extra = {  # a fit's further feature sets (``features_<name>_npy``): cached["features"]
+            key[len("features_") : -len("_npy")]: cached_features(
+                value, files[key[: -len("npy")] + "index"], backbone_cfg, geometry
+            )
+            for key, value in files.items()
+            if key.startswith("features_") and key.endswith("_npy")
+        }
+        cached = {"features": extra} if extra else {}
+        return MethodInputs(features.index, features, scores, rows, geometry, backbone_cfg, cached)
     index = rows[rows["split"] == split].reset_index(drop=True)
     if index.empty:
         raise CacheError(f"{files['manifest']}: no {split} images for category {category!r}")

@@ -244,8 +244,10 @@ def comparison_rows(
     """Gate alone, heatmap method alone and cascade per category and for the macro mean.
 
     The gate alone never calls the heatmap method (call rate 0) and the heatmap method alone
-    always does (1); the cascade's rate is its measured one. ``mean_ms`` (only with latency) is
-    the category's time, or the macro mean over categories on the macro row.
+    always does (1); the cascade's rate is its measured one. ``recall`` is each model's test
+    recall at its own val-chosen operating threshold and ``recall_lost`` the heatmap method's
+    minus it (what routing costs at the operating point; negative = a gain). ``mean_ms`` (only
+    with latency) is the category's time, or the macro mean over categories on the macro row.
     """
     mine = summary[summary["dataset"].astype(str) == dataset]
     per_cat, macro = rows(mine, "per_category"), rows(mine, "macro")
@@ -264,18 +266,24 @@ def comparison_rows(
             timed[(str(r["method"]), "macro")] = float(r["mean_ms"])
     records = []
     for category in [*map(str, categories), "macro"]:
+        found = {
+            method: _summary_row(macro, method, None)
+            if category == "macro"
+            else _summary_row(per_cat, method, category)
+            for _, method, _ in roles
+        }
+        heatmap_recall = float(_value(found[str(uses["heatmap"])], "recall"))
         for role, method, rate in roles:
-            row = (
-                _summary_row(macro, method, None)
-                if category == "macro"
-                else _summary_row(per_cat, method, category)
-            )
+            row = found[method]
+            recall = float(_value(row, "recall"))
             record = {
                 "category": category,
                 "role": role,
                 "method": method,
                 "image_auroc": _value(row, "image_auroc"),
                 "f1": _value(row, "f1"),
+                "recall": recall,
+                "recall_lost": heatmap_recall - recall,
                 "heatmap_call_rate": _value(row, "heatmap_call_rate") if rate is None else rate,
             }
             if latency is not None:
@@ -292,16 +300,20 @@ def comparison_table(frame: pd.DataFrame, name: str) -> str:
             "model": [f"{r}: {m}" for r, m in zip(frame["role"], frame["method"])],
             "I-AUROC": [percent(v) for v in frame["image_auroc"]],
             "F1 at threshold": [percent(v) for v in frame["f1"]],
+            "recall at threshold": [percent(v) for v in frame["recall"]],
+            "recall lost vs heatmap": [percent(v) for v in frame["recall_lost"]],
             "heatmap call rate": [percent(v) for v in frame["heatmap_call_rate"]],
         }
     )
-    numeric = ["I-AUROC", "F1 at threshold", "heatmap call rate"]
+    numeric = ["I-AUROC", "F1 at threshold", "recall at threshold", "recall lost vs heatmap",
+               "heatmap call rate"]  # fmt: skip
     if "mean_ms" in frame.columns:
         shown["latency mean ms"] = [ms(v) for v in frame["mean_ms"]]
         numeric.append("latency mean ms")
     caption = (
-        f"{name}: gate alone, heatmap method alone and cascade on test, %; F1 at each model's "
-        "own operating threshold; call rate 0/100 by definition for the single models"
+        f"{name}: gate alone, heatmap method alone and cascade on test, %; F1 and recall at "
+        "each model's own operating threshold (chosen on val); recall lost = the heatmap "
+        "method's recall minus the row's; call rate 0/100 by definition for the single models"
     )
     classes = ["ref" if r == "cascade" else "" for r in frame["role"]]
     return table(shown, caption, numeric=numeric, row_classes=classes)

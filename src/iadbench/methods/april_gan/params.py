@@ -26,18 +26,30 @@ class AprilGanParams(LearnedClipParams):
     dataset has no mosaic, so set ``mosaic: 0`` to train on VisA as the paper does).
     ``image_resize``/``mask_resize``: the training images' and masks' resize filters, VAND's by
     default (open_clip's bicubic ``preprocess``; torchvision's bilinear ``Resize`` of the 0/255
-    mask, then > 0.5); ``bilinear``/``nearest`` are the dataset geometry's.
+    mask, then > 0.5); ``bilinear``/``nearest`` are the dataset geometry's. ``mosaic_of``:
+    VAND tiles the four full-size originals and resizes the mosaic once (``originals``).
+    ``score_resize``: the scored images' filter (VAND's test preprocess is bicubic, the other
+    CLIP kinds' views bilinear). ``focal_smooth``: VAND's FocalLoss label smoothing 1e-5, which
+    sets the floor of a saturated wrong pixel's loss (-log 2e-5, not -log 1e-8). With these
+    defaults our outputs equal VAND's code at equal weights (docs/reference-parity.md).
     """
 
     implementation: ClassVar[str] = "iadbench.methods.april_gan.method:AprilGan"
     kind_name: ClassVar[str] = "april_gan"
     order: ClassVar[tuple[str, ...]] = (
-        "prompts", "class_name", "smooth_sigma", "focal_weight", "dice_weight", "batch_size",
-        "amp", "taps", "temperature", "epochs", "lr", "betas", "mosaic", "image_resize",
-        "mask_resize", "frozen_cache",
+        "prompts", "class_name", "smooth_sigma", "focal_weight", "focal_smooth", "dice_weight",
+        "batch_size", "amp", "taps", "temperature", "epochs", "lr", "betas", "mosaic",
+        "mosaic_of", "image_resize", "mask_resize", "score_resize", "frozen_cache",
     )  # fmt: skip
 
     batch_size: int = param(8, "images per optimiser step", minimum=1)
+    focal_smooth: float = param(
+        1e-5,
+        "focal loss label smoothing s (VAND's FocalLoss: p_t -> (1 - 2s) p_t + 2s, which floors "
+        "a saturated wrong pixel's loss at -log 2e-5); 0 = plain focal (p_t floored at 1e-8)",
+        minimum=0,
+        maximum=0.5,
+    )
     taps: list | str | None = param(
         None,
         "blocks whose raw residual tokens get a linear layer (0-based, negative from the end, or "
@@ -60,6 +72,13 @@ class AprilGanParams(LearnedClipParams):
         minimum=0,
         maximum=1,
     )
+    mosaic_of: str = param(
+        "originals",
+        "what a mosaic tiles: originals = the four full-size images and masks, then the "
+        "geometry applied once (VAND's combine_img + preprocess); crops = the four resized "
+        "crops, the mosaic resized back to the crop (two resamplings, no file read)",
+        enum=["originals", "crops"],
+    )
     image_resize: str = param(
         "bicubic",
         "filter resizing the training images (and mosaics): bicubic = VAND's open_clip "
@@ -71,6 +90,13 @@ class AprilGanParams(LearnedClipParams):
         "filter resizing the training masks: bilinear of the 0/255 mask, then > 0.5 (VAND's "
         "Resize + threshold); nearest = the dataset geometry's (the evaluation masks')",
         enum=["bilinear", "nearest"],
+    )
+
+    score_resize: str = param(
+        "bicubic",
+        "filter resizing the images scored: bicubic = VAND's test preprocess (open_clip's PIL "
+        "bicubic); bilinear = the dataset geometry's, as the other CLIP kinds read them",
+        enum=["bicubic", "bilinear"],
     )
 
     def frozen_blocks(self, model: str) -> tuple[int, ...]:
@@ -93,6 +119,9 @@ class AprilGanParams(LearnedClipParams):
         return {
             **super().describe(state),
             "mosaic": float(self.mosaic),
+            "mosaic_of": self.mosaic_of,
             "image_resize": self.image_resize,
             "mask_resize": self.mask_resize,
+            "score_resize": self.score_resize,
+            "focal_smooth": float(self.focal_smooth),
         }

@@ -11,7 +11,17 @@ calibrated probability and the heatmap method's raw image score. The "fit", on `
    ``p_gate < t_low`` or ``p_gate > t_high`` keeps ``p_gate``, the uncertain band takes the
    heatmap probability — and choose the operating threshold (max F1 or a target recall);
 4. without a configured pair, keep the pair with the fewest heatmap calls whose val recall is at
-   least the heatmap method's own val recall minus ``max_recall_loss``.
+   least the heatmap method's own val recall minus ``max_recall_loss``; or, with a budget
+   ``max_call_rate``, the pair of best val F1 (then recall, then AUROC, then *more* calls: ties
+   spend the budget the user accepted, on the stronger ranker) among those that call the
+   heatmap method on at most that share of val images. The budget's candidates are the
+   grid plus every band between two val gate probabilities that holds at most
+   ``floor(max_call_rate * n_val)`` val images, so a band within the budget exists whenever that
+   is one image or more, and the budget is never exceeded on val (test images may fall in the
+   band more or less often).
+
+The final score keeps the heatmap method's ranking where it ran: a routed image's score is the
+calibrated heatmap probability, an unrouted one's the gate probability, on one probability scale.
 
 Scoring routes each image the same way and records the route, so the heatmap call rate and the
 latency of the cascade follow from the score table. The heatmap model's ECE is kept before and
@@ -26,11 +36,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from iadbench.errors import ConfigError
 from iadbench.io import save_json, save_text
 from iadbench.methods.base import Method, MethodInputs
 from iadbench.methods.cascade.params import CascadeParams
@@ -59,6 +71,25 @@ def aligned(inputs: MethodInputs, role: str) -> np.ndarray:
     return table.loc[inputs.index["sample_id"], "score"].to_numpy(dtype=np.float64)
 
 
+def budget_bands(p_gate: np.ndarray, max_call_rate: float) -> list[tuple[float, float]]:
+    """Every band ``[t_low, t_high]`` of val gate probabilities within the call budget.
+
+    Both ends are distinct val values (ends included, as :func:`route` includes them) and the
+    band holds at most ``floor(max_call_rate * n)`` val images; a value whose ties alone exceed
+    that starts no band.
+    """
+    values, counts = np.unique(np.asarray(p_gate, dtype=np.float64), return_counts=True)
+    most = math.floor(max_call_rate * len(p_gate) + 1e-9)
+    before = np.r_[0, np.cumsum(counts)]  # images below each distinct value
+    bands = []
+    for i in range(len(values)):
+        j = i
+        while j < len(values) and before[j + 1] - before[i] <= most:
+            bands.append((float(values[i]), float(values[j])))
+            j += 1
+    return bands
+
+
 class Cascade(Method):
     kind = "cascade"
     params_class = CascadeParams
@@ -69,20 +100,23 @@ class Cascade(Method):
             return threshold_for_recall(labels, scores, float(self.params.target_recall))
         return threshold_max_f1(labels, scores)
 
-    def _pairs(self) -> list[tuple[float, float]]:
+    def _pairs(self, p_gate: np.ndarray) -> list[tuple[float, float]]:
         if self.params.thresholds is not None:
             return [tuple(map(float, self.params.thresholds))]
-        return [
+        pairs = [
             (float(lo), float(hi))
             for lo in self.params.grid_low
             for hi in self.params.grid_high
             if lo < hi
         ]
+        if self.params.max_call_rate is not None:
+            pairs += budget_bands(p_gate, float(self.params.max_call_rate))
+        return list(dict.fromkeys(pairs))  # in order, without repeats
 
     def sweep(self, labels: np.ndarray, p_gate: np.ndarray, p_heatmap: np.ndarray) -> pd.DataFrame:
         """One row per (t_low, t_high): call rate, operating threshold, F1, recall, AUROC."""
         rows = []
-        for t_low, t_high in self._pairs():
+        for t_low, t_high in self._pairs(p_gate):
             final, routed = route(p_gate, p_heatmap, t_low, t_high)
             threshold = self._threshold(labels, final)
             point = at_threshold(labels, final, threshold)
@@ -97,9 +131,38 @@ class Cascade(Method):
             )
         return pd.DataFrame(rows)
 
+    def selection(self) -> str:
+        """How the band is chosen: ``fixed``, ``budget`` (max_call_rate) or ``recall_loss``."""
+        if self.params.thresholds is not None:
+            return "fixed"
+        return "budget" if self.params.max_call_rate is not None else "recall_loss"
+
     def choose(self, sweep: pd.DataFrame, heatmap_recall: float) -> pd.Series:
-        """The configured pair, else the fewest calls keeping recall within the margin."""
-        if self.params.thresholds is not None or len(sweep) == 1:
+        """The configured pair; the best F1 within the call budget; or the fewest calls keeping
+        recall within the margin."""
+        if self.selection() == "fixed":
+            return sweep.iloc[0]
+        if self.selection() == "budget":
+            budget = float(self.params.max_call_rate)
+            ok = sweep[sweep["heatmap_call_rate"] <= budget + 1e-12]
+            if ok.empty:
+                raise ConfigError(
+                    f"cascade max_call_rate {budget:g}: no band calls the heatmap method on so few "
+                    "val images (fewer than one image); raise max_call_rate"
+                )
+            # Ties (a small val set is often separated by the gate alone) spend the budget: the
+            # user accepted that cost, and the heatmap method is the stronger ranker on test.
+            order = ok.assign(
+                _f1=-ok["f1"].fillna(-1),
+                _recall=-ok["recall"].fillna(-1),
+                _auroc=-ok["auroc"].fillna(-1),
+                _calls=-ok["heatmap_call_rate"],
+            )
+            order = order.sort_values(
+                ["_f1", "_recall", "_auroc", "_calls", "t_low", "t_high"], kind="stable"
+            )
+            return order.iloc[0]
+        if len(sweep) == 1:
             return sweep.iloc[0]
         floor = heatmap_recall - float(self.params.max_recall_loss)
         ok = sweep[sweep["recall"].fillna(-1) >= floor - 1e-12]
@@ -146,7 +209,10 @@ class Cascade(Method):
             "threshold": float(chosen["threshold"]),
             "degenerate_scores": bool(degenerate),
             "val_spread": spreads,
+            "band_selection": self.selection(),
+            "max_call_rate": self.params.max_call_rate,
             "val_heatmap_recall": heatmap_point["recall"],
+            "val_recall_loss": float(heatmap_point["recall"] - chosen["recall"]),
             "val_heatmap_ece_raw": ece(raw, labels) if unit_interval(raw) else None,
             "val_heatmap_ece": ece(p_heatmap, labels),
             "val": {k: float(chosen[k]) for k in ("heatmap_call_rate", "f1", "recall", "auroc")},

@@ -17,7 +17,10 @@ class CascadeParams(Params):
 
     ``thresholds: [t_low, t_high]`` fixes the uncertain band; without it the pair with the
     fewest heatmap calls whose ``val`` recall is at least the heatmap method's minus
-    ``max_recall_loss`` is chosen from ``grid_low`` x ``grid_high``. The operating threshold is
+    ``max_recall_loss`` is chosen from ``grid_low`` x ``grid_high``, or, with a budget
+    ``max_call_rate``, the pair of best val F1 among those calling the heatmap method on at most
+    that share of val images (the grid plus every band between val gate probabilities that fits
+    the budget). The operating threshold is
     chosen on ``val`` by ``operating`` (max F1, or the highest threshold reaching
     ``target_recall``).
     """
@@ -53,6 +56,13 @@ class CascadeParams(Params):
     max_recall_loss: float = param(
         0.02, "val recall the cascade may lose against the heatmap method alone", **PROBABILITY
     )
+    max_call_rate: float | None = param(
+        None,
+        "budget: the best cascade on val (F1 at its threshold) calling the heatmap method on at "
+        "most this share of val images; replaces max_recall_loss (null: not used)",
+        exclusiveMinimum=0,
+        maximum=1,
+    )
     operating: str = param(
         "max_f1", "how the operating threshold is chosen on val", enum=["max_f1", "recall"]
     )
@@ -81,7 +91,14 @@ class CascadeParams(Params):
                     f"cascade thresholds need [t_low, t_high] with 0 <= t_low < t_high <= 1, "
                     f"got {self.thresholds}"
                 )
-        elif not any(lo < hi for lo in self.grid_low for hi in self.grid_high):
+            if self.max_call_rate is not None:
+                raise ConfigError(
+                    "cascade max_call_rate chooses the band on val; it cannot go with fixed "
+                    f"thresholds {self.thresholds} (set one of them to null)"
+                )
+        elif self.max_call_rate is None and not any(
+            lo < hi for lo in self.grid_low for hi in self.grid_high
+        ):
             raise ConfigError("cascade grid_low x grid_high holds no pair with t_low < t_high")
 
     def describe(self, state: dict) -> dict[str, Any]:
@@ -89,5 +106,7 @@ class CascadeParams(Params):
             "t_low": state.get("t_low"),
             "t_high": state.get("t_high"),
             "calibration": self.calibration,
+            "band_selection": state.get("band_selection"),
+            "val_recall_loss": state.get("val_recall_loss"),
             "degenerate_scores": state.get("degenerate_scores"),
         }

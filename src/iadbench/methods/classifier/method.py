@@ -1,9 +1,11 @@
 """Classifier gate (METHODS §11): a timm image classifier, trained per category on two classes.
 
-Normal images come from the category's ``train`` split. Anomalies are ``synthetic`` (CutPaste /
-CutPaste-Scar copies of those normal images, drawn afresh every epoch from the loop's per-epoch
-seed) or ``labelled`` (the ``train_labelled`` split). A training set with one class is an error:
-a gate that never saw an anomaly can only say "normal" (the earlier system's first bug).
+Normal images come from the category's ``train`` split. Anomalies are ``synthetic`` (copies of
+those normal images with one recipe of :mod:`iadbench.data.synthetic` — CutPaste, Scar, Perlin,
+NSA or a draw among them — made afresh every epoch from the loop's per-epoch seed; NSA's source
+and Perlin's texture are other normal images, or ``texture_dir``'s images for Perlin) or
+``labelled`` (the ``train_labelled`` split). A training set with one class is an error: a gate
+that never saw an anomaly can only say "normal" (the earlier system's first bug).
 Cross-entropy is weighted by inverse class frequency; AdamW with a cosine schedule by default;
 the best epoch is chosen on ``val`` (AUROC, or NLL when val has one class) when the dataset has
 one, else the last epoch is kept. The logits are then temperature-scaled on ``val``.
@@ -29,7 +31,7 @@ from iadbench.backbones.loader import build_model
 from iadbench.backbones.registry import spec_for
 from iadbench.backbones.weights import resolve_weights
 from iadbench.data.images import Geometry, load_image
-from iadbench.data.synthetic import synthesize
+from iadbench.data.synthetic import synthesize, texture_images
 from iadbench.device import resolve_device
 from iadbench.errors import DataError
 from iadbench.io import save_json
@@ -48,8 +50,10 @@ class _Images(torch.utils.data.Dataset):
     """Decoded images at the evaluation geometry, normalised; synthetic anomalies on the fly."""
 
     def __init__(self, images: list[np.ndarray], labels: list[int], synthetic: list[str | None],
-                 mean: tuple, std: tuple) -> None:  # fmt: skip
+                 mean: tuple, std: tuple, pool: list[np.ndarray] | None = None,
+                 textures: list[np.ndarray] | None = None) -> None:  # fmt: skip
         self.images, self.labels, self.synthetic = images, labels, synthetic
+        self.pool, self.textures = pool, textures
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
 
@@ -61,7 +65,7 @@ class _Images(torch.utils.data.Dataset):
         if self.synthetic[i] is not None:
             # The loop reseeds numpy per epoch: a fresh, reproducible anomaly every epoch.
             rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
-            image, _ = synthesize(image, rng, self.synthetic[i])
+            image, _ = synthesize(image, rng, self.synthetic[i], self.pool, self.textures)
         return to_tensor(image, self.mean, self.std), self.labels[i]
 
 
@@ -137,7 +141,12 @@ class Classifier(Method):
         model, pp, identity = self._network()
         model = model.to(device)
         mean, std = torch.tensor(pp.mean).view(3, 1, 1), torch.tensor(pp.std).view(3, 1, 1)
-        data = _Images(images, labels, synthetic, pp.mean, pp.std)
+        pool = textures = None
+        if self.params.anomalies == "synthetic":  # NSA's sources, Perlin's textures
+            pool = images[:n_normal]
+            if self.params.texture_dir:
+                textures = texture_images(self.params.texture_dir)
+        data = _Images(images, labels, synthetic, pp.mean, pp.std, pool, textures)
         weight = None
         if self.params.class_weights:
             counts = torch.tensor([n_normal, n_anomalous], dtype=torch.float32)

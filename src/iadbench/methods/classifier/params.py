@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from iadbench.errors import ConfigError
 from iadbench.methods.params import Needs, Params, param
 
 MODELS = ("efficientnet_lite0", "efficientnet_b0", "mobilenetv3_small_100")
@@ -38,8 +39,13 @@ class ClassifierParams(Params):
     )
     synthetic: str = param(
         "mixed",
-        "which synthetic anomalies (mixed = either, one per draw)",
-        enum=["cutpaste", "scar", "mixed"],  # iadbench.data.synthetic.SYNTHETIC_MODES
+        "synthetic anomaly recipe: cutpaste, scar, perlin (DRAEM), nsa (Poisson), cutpaste_mixed "
+        "(CutPaste or Scar), mixed (any of the four, one per draw)",
+        enum=["cutpaste", "scar", "perlin", "nsa", "cutpaste_mixed", "mixed"],  # SYNTHETIC_MODES
+    )
+    texture_dir: str | None = param(
+        None,
+        "folder of texture images for the perlin recipe (null: the category's normal images)",
     )
     synthetic_per_image: int = param(1, "synthetic anomalies per normal image and epoch", minimum=1)
     epochs: int = param(
@@ -57,6 +63,16 @@ class ClassifierParams(Params):
         True, "temperature scaling of the logits on val (needs both classes there)"
     )
 
+    def check(self) -> None:
+        if self.texture_dir is not None and (
+            self.anomalies != "synthetic" or self.synthetic not in ("perlin", "mixed")
+        ):
+            raise ConfigError(
+                "classifier texture_dir is read only by the perlin recipe (anomalies: synthetic "
+                f"with synthetic: perlin or mixed), got anomalies {self.anomalies!r}, synthetic "
+                f"{self.synthetic!r}"
+            )
+
     def needs(self) -> Needs:
         return Needs(frozenset({"images"}), "per_category", maps=False, probabilities=True)
 
@@ -68,6 +84,7 @@ class ClassifierParams(Params):
             "backbone_model": self.model,
             "weights": state.get("weights"),
             "anomalies": self.anomalies,
+            "synthetic": self.synthetic if self.anomalies == "synthetic" else None,
             "temperature": state.get("temperature"),
             "selection": state.get("selection"),
             "best_epoch": state.get("best_epoch"),

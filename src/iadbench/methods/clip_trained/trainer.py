@@ -85,9 +85,19 @@ class ClipHead(nn.Module):
         return torch.einsum("bhwd,bcd->bchw", z, protos) * self.logit_scale()
 
 
-def focal_loss(prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
-    """Two-class focal loss (α = 1) on (B, 2, H, W) probabilities and a (B, H, W) 0/1 mask."""
-    p_true = torch.where(target > 0.5, prob[:, 1], prob[:, 0]).clamp_min(1e-8)
+def focal_loss(
+    prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, smooth: float = 0.0
+) -> torch.Tensor:
+    """Two-class focal loss (α = 1) on (B, 2, H, W) probabilities and a (B, H, W) 0/1 mask.
+
+    ``smooth`` is VAND's label smoothing (its ``FocalLoss(smooth=1e-5)``): the one-hot target
+    is clipped to [s, 1 - s] and s is added to the true-class probability, so
+    p_t' = (1 - 2s)·p_t + 2s. That floor (2e-5) is what bounds the loss of a saturated wrong
+    pixel (-log 2e-5 ≈ 10.8); with ``smooth`` 0 the floor is 1e-8 (≈ 18.4), which at CLIP's
+    scale 100 changes the loss and its gradients, not only their last digits.
+    """
+    p_true = torch.where(target > 0.5, prob[:, 1], prob[:, 0])
+    p_true = (p_true * (1.0 - 2.0 * smooth) + 2.0 * smooth).clamp_min(1e-8)
     return (-((1.0 - p_true) ** gamma) * p_true.log()).mean()
 
 
@@ -126,10 +136,11 @@ class TrainedClip(Method):
             image_logits, taps = head(inputs, protos)
         size = masks.shape[-2:]
         focal = dice = masks.new_zeros(())
+        smooth = float(getattr(p, "focal_smooth", 0.0))
         for logits in taps:
             up = F.interpolate(logits, size, mode="bilinear", align_corners=head.align_corners)
             prob = up.softmax(1)
-            focal = focal + focal_loss(prob, masks)
+            focal = focal + focal_loss(prob, masks, smooth=smooth)
             dice = dice + dice_loss(prob[:, 1], masks)
         if head.tap_reduce == "mean":
             focal, dice = focal / len(taps), dice / len(taps)
@@ -166,7 +177,7 @@ class TrainedClip(Method):
         # keep the dataset geometry's (bilinear images, nearest masks).
         image_rs = str(getattr(self.params, "image_resize", "bilinear"))
         mask_rs = str(getattr(self.params, "mask_resize", "nearest"))
-        images, where, masks, classes, protos = [], [], [], [], []
+        images, where, masks, classes, protos, sources = [], [], [], [], [], []
         for c, part in enumerate(parts):
             protos.append(class_prototypes(part))
             if frozen is not None:
@@ -175,6 +186,7 @@ class TrainedClip(Method):
             for row in part.index.itertuples():
                 if frozen is None:
                     images.append(geometry.image(load_image(row.image_path), image_rs))
+                    sources.append((row.image_path, row.mask_path))
                 if not isinstance(row.mask_path, str):  # normal image: no mask file
                     masks.append(np.zeros((geometry.crop, geometry.crop), bool))
                 else:
@@ -182,7 +194,27 @@ class TrainedClip(Method):
                 classes.append(c)
         if frozen is None:
             mosaic_p = float(getattr(self.params, "mosaic", 0.0))
-            data = ImageSet(images, masks, classes, head.encoder.preprocessing, mosaic_p, image_rs)
+            originals = None
+            if getattr(self.params, "mosaic_of", "crops") == "originals":
+
+                def originals(i: int) -> tuple[np.ndarray, np.ndarray]:
+                    image_path, mask_path = sources[i]
+                    image = load_image(image_path)
+                    if not isinstance(mask_path, str):
+                        return image, np.zeros(image.shape[:2], bool)
+                    return image, load_mask(mask_path, threshold)
+
+            data = ImageSet(
+                images,
+                masks,
+                classes,
+                head.encoder.preprocessing,
+                mosaic_p,
+                image_rs,
+                originals=originals,
+                geometry=geometry,
+                mask_resample=mask_rs,
+            )
         else:
             data = FrozenSet(frozen, where, masks, classes)
         protos_t = torch.stack(protos)
@@ -229,6 +261,7 @@ class TrainedClip(Method):
             head.encoder,
             SCORE_BATCH,
             f"{self.kind} score",
+            getattr(self.params, "score_resize", None),  # None: the backbone's ``resample``
         )
         with torch.no_grad():
             for batch in batches:

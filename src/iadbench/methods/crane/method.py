@@ -90,6 +90,7 @@ class Crane(Method):
                 float(p.temperature),
                 float(p.sigma),
                 bool(p.soft_mean),
+                bool(p.upsample_logits),
             )
 
         scores, maps = score_fn(plain)

@@ -20,6 +20,7 @@ from iadbench.methods.shared import BLOCK_LIST, LAST_N, class_name_param
 ATTN_TERMS = ("qq", "kk", "vv")
 IMAGE_SCORE_MODES = ("map_max", "cls", "pooled")
 FINAL_ATTN = ("none", "rcs")
+DATTN_INPUTS = ("block", "attention")
 TEMPERATURE = 0.07  # METHODS §0: softmax over cosines / 0.07, i.e. logit scale 100
 SIGMA = 4.0  # px, on the upsampled map (METHODS §0)
 DATTN_BETA = 1.2
@@ -28,7 +29,7 @@ RCS_LAMBDA = 0.3  # ResCLIP's VOC21 config (tau, lambda)_rcs = (2.0, 0.3), METHO
 RCS_TAU = 2.0
 # rcs.layers null: ResCLIP's intermediate blocks 6-9 (1-based) of a 12-block ViT-B/16, scaled
 # to the encoder's depth (:func:`rcs_layers`).
-RCS = {"lam": RCS_LAMBDA, "tau": RCS_TAU, "layers": None}
+RCS = {"lam": RCS_LAMBDA, "tau": RCS_TAU, "layers": None, "scale_by_terms": True}
 # R and σ = exp(init_logstd) of the delivered system (METHODS §12.2); seed null: the entry's seed.
 BAYES_SAMPLES = 8
 BAYES_SIGMA = 0.001  # = exp(init_logstd), init_logstd = -6.907755
@@ -141,6 +142,14 @@ class CraneParams(Params):
     gamma: float = param(
         DATTN_GAMMA, "D-Attn sharpness (see beta); with dino only", exclusiveMinimum=0
     )
+    dattn_input: str = param(
+        "block",
+        "D-Attn's V from ln_1 of the tap block's input (block, METHODS §4.1) or of the original "
+        "stream after that block's attention residual, before its FFN (attention: what Crane's "
+        "code reads at taps after eattn_from, whose blocks update the stream in place); with "
+        "dino only",
+        enum=list(DATTN_INPUTS),
+    )
     image_score_mode: str = param(
         "map_max",
         "max of the final map; two-class softmax of the original path's CLS; or of Crane's "
@@ -157,6 +166,12 @@ class CraneParams(Params):
         True,
         "map = mean over taps of each tap's softmax (true) or the softmax of the taps' mean "
         "logits (false)",
+    )
+    upsample_logits: bool = param(
+        False,
+        "with soft_mean false: upsample the taps' mean two-class logits to the image size before "
+        "the softmax, as Crane's test.py does (false: upsample the probability map from the patch "
+        "grid); no effect with soft_mean true",
     )
     final_attn: str = param(
         "none",
@@ -190,6 +205,13 @@ class CraneParams(Params):
                 "description": "blocks (0-based, negative from the end) whose standard attention "
                 "is averaged into A_c; null = ResCLIP's 6-9 of 12 (1-based) scaled to the depth, "
                 "range(depth*5//12, depth*9//12): 5-8 of 12, 10-17 of 24",
+            },
+            "scale_by_terms": {
+                "type": "boolean",
+                "default": True,
+                "description": "weight A_c by the n E-Attn terms so its share of each row is lam "
+                "(true), or mix it unweighted, tau ((1 - lam) A_s + lam A_c), as ResCLIP's code "
+                "writes it for its two-term SCLIP attention (false); the same for one term",
             },
         },
     )
@@ -302,7 +324,8 @@ class CraneParams(Params):
                     f"crane rcs layers {self.rcs['layers']} must name distinct blocks"
                 )
             options["rcs"] = {
-                "lam": float(self.rcs["lam"]), "tau": float(self.rcs["tau"]), "layers": layers
+                "lam": float(self.rcs["lam"]), "tau": float(self.rcs["tau"]), "layers": layers,
+                "scale_by_terms": bool(self.rcs["scale_by_terms"]),
             }  # fmt: skip
         if self.dino is not None:
             entry = backbones.get(self.dino)
@@ -323,6 +346,7 @@ class CraneParams(Params):
                 "seed": int(entry.get("seed", 0)),
                 "beta": float(self.beta),
                 "gamma": float(self.gamma),
+                "input": str(self.dattn_input),
             }
         return crane_view_name(options), options
 
@@ -335,9 +359,11 @@ class CraneParams(Params):
             "dino": self.dino,
             "dattn_beta": float(self.beta) if self.dino else None,
             "dattn_gamma": float(self.gamma) if self.dino else None,
+            "dattn_input": self.dattn_input if self.dino else None,
             "final_attn": self.final_attn,
             "rcs_lam": float(self.rcs["lam"]) if rcs else None,
             "rcs_tau": float(self.rcs["tau"]) if rcs else None,
+            "rcs_scale_by_terms": bool(self.rcs["scale_by_terms"]) if rcs else None,
             "rcs_layers": (
                 ("auto" if self.rcs["layers"] is None else ",".join(map(str, self.rcs["layers"])))
                 if rcs
@@ -347,6 +373,7 @@ class CraneParams(Params):
             "temperature": float(self.temperature),
             "map_sigma": float(self.sigma),
             "soft_mean": bool(self.soft_mean),
+            "upsample_logits": bool(self.upsample_logits),
             "bayes_samples": samples,
             "bayes_sigma": self.bayes_sigma if samples else None,
             "bayes_seed": self.bayes["seed"] if samples else None,

@@ -25,11 +25,15 @@ class Rcs:
     ResCLIP's code) multiply the mix by ``tau`` after the softmax, so ``tau = 1`` is §12's
     formula. ``layers`` (0-based, negatives from the end): None = ResCLIP's blocks 5-8 of 12
     scaled to the encoder's depth (:func:`~iadbench.methods.crane.params.rcs_layers`).
+    ``scale_by_terms``: ``A_c`` weighted by the number of E-Attn terms, so its share of each row
+    stays ``lam`` (:func:`rcs_attention`); false mixes it as ResCLIP's code writes the formula,
+    which is the same for a one-term ``attn_type``.
     """
 
     lam: float = RCS_LAMBDA
     tau: float = RCS_TAU
     layers: tuple[int, ...] | None = None
+    scale_by_terms: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lam <= 1.0:

@@ -31,6 +31,7 @@ from iadbench.methods.crane.params import (
     ATTN_TERMS,
     DATTN_BETA,
     DATTN_GAMMA,
+    DATTN_INPUTS,
     IMAGE_SCORE_MODES,
     SIGMA,
     TEMPERATURE,
@@ -214,6 +215,7 @@ def crane_tokens(
     dattn_with_eattn: bool = True,
     dattn_grid: str = "dino",
     rcs: Rcs | None = None,
+    dattn_input: str = "block",
 ) -> CraneTokens:
     """Run the original and refined paths over a normalised (B, 3, H, W) batch.
 
@@ -225,13 +227,19 @@ def crane_tokens(
     only the last tap; pass ``taps=[-1]``); with ``dattn_with_eattn`` the E-Attn tokens are kept
     beside the D-Attn ones (Crane's ``both_eattn_dattn``). ``dattn_grid``: ``dino`` follows
     METHODS (V and the E-Attn tokens resized to the DINO grid), ``clip`` resizes the DINO
-    features to the CLIP grid instead; equal grids make both the same. ``rcs`` replaces the
-    final block's refined attention (:mod:`.rcs`, ``A_c`` weighted by the number of E-Attn
-    terms); A_c averages the original path's standard attention in ``rcs.layers`` (None:
+    features to the CLIP grid instead; equal grids make both the same. ``dattn_input``: D-Attn's
+    V comes from ``ln_1`` of the original stream entering the tap block (``block``, METHODS
+    §4.1) or after that block's attention residual, before its FFN (``attention``: what Crane's
+    code reads at taps after ``eattn_from``, since its block updates the stream it was given in
+    place before the tap reads it). ``rcs`` replaces the final block's refined attention
+    (:mod:`.rcs`, ``A_c`` weighted by the number of E-Attn terms unless ``rcs.scale_by_terms``
+    is false); A_c averages the original path's standard attention in ``rcs.layers`` (None:
     ResCLIP's 5-8 of 12 scaled to the depth).
     """
     if dattn_grid not in DATTN_GRIDS:
         raise ConfigError(f"dattn_grid {dattn_grid!r} is not one of {DATTN_GRIDS}")
+    if dattn_input not in DATTN_INPUTS:
+        raise ConfigError(f"dattn_input {dattn_input!r} is not one of {DATTN_INPUTS}")
     v = encoder.visual
     blocks = v.transformer.resblocks
     depth = len(blocks)
@@ -268,15 +276,18 @@ def crane_tokens(
         if i in cross_layers:
             cross.append(standard_attention(q, k))
         if dattn_here:
-            tokens = dattn_tokens(block.attn, normed, grid, affinity.to(val.dtype), out_grid)
+            source = normed
+            if dattn_input == "attention":
+                mid = x + block.ls_1(attend(block.attn, standard_attention(q, k), val))
+                source = block.ln_1(mid)
+            tokens = dattn_tokens(block.attn, source, grid, affinity.to(val.dtype), out_grid)
             patches.append(encoder._project(tokens))
             sources.append((i, "dattn"))
         if i >= start:
             weights = eattn_weights(q, k, val, terms)
             if rcs is not None and i == depth - 1:
-                weights = rcs_attention(
-                    weights, mean_attention(cross), rcs.lam, rcs.tau, len(terms)
-                )
+                n_terms = len(terms) if rcs.scale_by_terms else 1
+                weights = rcs_attention(weights, mean_attention(cross), rcs.lam, rcs.tau, n_terms)
             refined = (x if refined is None else refined) + block.ls_1(
                 attend(block.attn, weights, val)
             )
@@ -327,7 +338,11 @@ def smooth_maps(maps: torch.Tensor, size: tuple[int, int], sigma: float = SIGMA)
     scipy (on the CPU, ``mode='reflect'``, truncate 4), as the official code and PatchCore here
     do; each map is blurred on its own. ``sigma = 0`` skips the blur.
     """
-    full = upsample(maps, size)
+    return blur(upsample(maps, size), sigma)
+
+
+def blur(full: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
+    """(B, H, W) maps, each blurred on its own by ``scipy.ndimage.gaussian_filter``; 0 = as is."""
     if sigma <= 0:
         return full
     array = full.detach().cpu().float().numpy()
@@ -385,16 +400,25 @@ def crane_scores(
     temperature: float = TEMPERATURE,
     sigma: float = SIGMA,
     soft_mean: bool = True,
+    upsample_logits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Image scores (B,) and (B, H, W) maps in [0, 1] from one set of (2, D) prototypes.
 
     Only this part depends on the text, so Bayes sampling reruns it per sample on the same
-    visual tokens.
+    visual tokens. ``upsample_logits`` (with ``soft_mean`` false only): the taps' mean two-class
+    logits are upsampled before the softmax, as Crane's ``test.py`` does; otherwise the
+    probability map is upsampled from the patch grid. With ``soft_mean`` both orders agree
+    (upsampling is linear), so the flag changes nothing there.
     """
     if image_score_mode not in IMAGE_SCORE_MODES:
         raise ConfigError(
             f"image_score_mode {image_score_mode!r} is not one of {IMAGE_SCORE_MODES}"
         )
-    grid_map = patch_map(outputs.patches, prototypes, temperature, soft_mean)
-    maps = smooth_maps(grid_map, size, sigma)
+    if upsample_logits and not soft_mean:
+        logits = _mean_logits(outputs.patches, prototypes, temperature).permute(0, 3, 1, 2)
+        full = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        maps = blur(full.softmax(dim=1)[:, 1], sigma)
+    else:
+        grid_map = patch_map(outputs.patches, prototypes, temperature, soft_mean)
+        maps = smooth_maps(grid_map, size, sigma)
     return image_scores(image_score_mode, outputs, prototypes, maps, temperature), maps

@@ -57,7 +57,7 @@ def encode_crane(
             guidance = dino_patch_tokens(
                 model, renormalize(moved, clip.mean, clip.std, own.mean, own.std)
             )
-            extra = {"beta": dino["beta"], "gamma": dino["gamma"]}
+            extra = {"beta": dino["beta"], "gamma": dino["gamma"], "dattn_input": dino["input"]}
         out = crane_tokens(
             encoder,
             batch,
@@ -65,7 +65,9 @@ def encode_crane(
             eattn_from=options["eattn_from"],
             attn_type=options["attn_type"],
             dino=guidance,
-            rcs=None if rcs is None else Rcs(rcs["lam"], rcs["tau"], tuple(rcs["layers"])),
+            rcs=None
+            if rcs is None
+            else Rcs(rcs["lam"], rcs["tau"], tuple(rcs["layers"]), rcs["scale_by_terms"]),
             **extra,
         )
         cls.append(out.cls.float().cpu())

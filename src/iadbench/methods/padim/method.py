@@ -5,7 +5,8 @@ fit: fused training features -> ``n_features`` channels drawn at random (seeded 
 dimension; null = by backbone model: resnet18 100, wide_resnet50_2 550 as anomalib, else 100)
 -> per-position mean and sample covariance (N-1) + ``epsilon``·I, inverted in float64.
 score: Mahalanobis distance (square root) per position -> bilinear upsampling
-(align_corners=False) to the evaluation size -> Gaussian blur (``sigma``); image score = map max.
+(align_corners=False) to the evaluation size -> Gaussian blur (``sigma``, border
+``blur_border``); image score = map max.
 
 Geometry comes from the backbone entry. The published embedding (layer1-3 raw maps concatenated
 at layer1's grid by nearest upsampling, 56x56 at 224) is the entry ``{model: resnet18,
@@ -152,6 +153,8 @@ class Padim(Method):
                 torch.from_numpy(feats).reshape(-1, h * w, d).to(device), mean, inv_cov
             )
             for j, row in enumerate(dist.cpu().numpy()):
-                maps[start + j] = smooth_map(row.reshape(h, w), out_size, self.params.sigma)
+                maps[start + j] = smooth_map(
+                    row.reshape(h, w), out_size, self.params.sigma, border=self.params.blur_border
+                )
                 scores[start + j] = float(maps[start + j].max())
         return scores, maps

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from iadbench.methods.params import Needs, Params, param
-from iadbench.methods.shared import check_fusion, describe_features, fusion_param
+from iadbench.methods.shared import (
+    blur_border_param,
+    check_fusion,
+    describe_features,
+    fusion_param,
+)
 
 # anomalib's ``_N_FEATURES_DEFAULTS`` (the paper's Rd100 / Rd550); anomalib refuses other
 # backbones without an explicit n_features, here they fall back to the ResNet-18 choice.
@@ -45,6 +50,7 @@ class PadimParams(Params):
         0.01, "added to the covariance diagonal before inversion", exclusiveMinimum=0
     )
     sigma: float = param(4, "Gaussian blur of the upsampled Mahalanobis map (pixels)", minimum=0)
+    blur_border: str = blur_border_param()
 
     def needs(self) -> Needs:
         return Needs(frozenset({"features"}), "per_category")

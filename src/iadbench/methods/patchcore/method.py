@@ -4,11 +4,11 @@ fit: training features -> layer fusion (``fusion``) -> memory bank (``bank``: by
 approximate greedy coreset keeping ``coreset`` of the patches; see :mod:`..banks`).
 score: patch score = L2 distance to the nearest bank patch (mean over ``num_nn`` neighbours,
 searched with ``knn_backend``); map = ``upsample`` (bilinear or nearest) to the evaluation size,
-then a Gaussian blur (``sigma``); image score = the max of the smoothed map (``image_score:
-map_max``) or of the raw patch scores (``patch_max``, the paper's s*), times the paper's Eq. 7
-reweighting factor, computed at the most anomalous patch from the ``reweight_neighbors`` bank
-neighbours of its nearest bank patch (0 or 1 turns it off, as anomalib: one neighbour's softmax
-is 1, which would make every image score 0).
+then a Gaussian blur (``sigma``, border ``blur_border``); image score = the max of the smoothed
+map (``image_score: map_max``) or of the raw patch scores (``patch_max``, the paper's s*),
+times the paper's Eq. 7 reweighting factor, computed at the most anomalous patch from the
+``reweight_neighbors`` bank neighbours of its nearest bank patch (0 or 1 turns it off, as
+anomalib: one neighbour's softmax is 1, which would make every image score 0).
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ class PatchCore(Method):
             patch = dists.mean(1).reshape(-1, h * w)
             for j, row in enumerate(patch):
                 i = start + j
-                maps[i] = smooth_map(row.reshape(h, w).cpu().numpy(), out_size, sigma, mode)
+                maps[i] = smooth_map(
+                    row.reshape(h, w).cpu().numpy(), out_size, sigma, mode, p.blur_border
+                )
                 weight = 1.0
                 if neighbors > 1:
                     top = j * h * w + int(torch.argmax(row))

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from iadbench.methods.params import Needs, Params, param
 from iadbench.methods.shared import (
+    blur_border_param,
     check_fusion,
     describe_features,
     fusion_param,
@@ -42,6 +43,7 @@ class PatchCoreParams(Params):
         minimum=0,
     )
     sigma: float = param(4, "Gaussian blur (px) of the upsampled map; 0 = none", minimum=0)
+    blur_border: str = blur_border_param()
     upsample: str = param(
         "bilinear",
         "patch-score grid -> evaluation size, before the Gaussian blur",
