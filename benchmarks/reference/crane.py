@@ -26,9 +26,14 @@
   row: Crane's ``test.py`` defaults (``features_list 24``, ``soft_mean False``, score-based
   pooling) are our ``taps [-1]``, ``soft_mean: false`` with ``upsample_logits: true``,
   ``image_score_mode: pooled``; Bayes sampling off (``bayes.samples 0``, ``fusion_alpha 0``).
+  Crane's in-place updates make every refined tap its last block's tokens (``taps [-1]``
+  reproduces its 4-tap runs) and give its D-Attn V from the stream after the block's attention
+  residual (``dattn_input: attention``); see ``SETTINGS`` and :class:`DinoStandIn`.
+* ResCLIP's RCS (``--resclip-repo``): :func:`resclip_rows`.
 
-``--crane-write-fixture`` stores the reference's scores and maps (every 8th pixel) and how they were
-made in ``tests/fixtures/reference/crane.{npz,json}`` for ``tests/test_reference_crane.py``.
+``--crane-write-fixture`` stores the reference's scores and maps (every 8th pixel) and how they
+were made in ``tests/fixtures/reference/crane.{npz,json}`` (and, with ``--resclip-repo``,
+``crane_rcs.*``) for ``tests/test_reference_crane.py``.
 """
 
 from __future__ import annotations

@@ -186,4 +186,3 @@ class FeatureGate(Method):
         seconds = super().latency(state_dir, rows, dataset_cfg, backbone_cfg)
         head = np.asarray(self.head_seconds[1:])  # the first call is the untimed warm-up
         return seconds, {"backbone_seconds": np.clip(seconds - head, 0.0, None)}
-
