@@ -76,6 +76,11 @@ def main(argv=None) -> int:
         "",
         f"Commit {commit()}, torch {torch.__version__}, CPU, {args.threads} threads. Images: "
         + (str(args.root) if args.root else f"the embedded demo ({args.image_size} px)")
+        + "".join(
+            f"; {name}: {modules[name].DATA}"
+            for name in args.methods
+            if getattr(modules[name], "DATA", None)
+        )
         + f". Weights seed {args.weights_seed}.",
         "",
         f"Command: `.venv-compare/bin/python benchmarks/compare_reference.py "

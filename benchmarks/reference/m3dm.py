@@ -49,6 +49,8 @@ import torch
 from .common import import_checkout, import_from, print_row, row
 
 REFERENCE = "nomewang/M3DM DoubleRGBPointFeatures"
+# It ignores the shared images: weld runs need a sensor CSV and photos, so it makes its own.
+DATA = "its own generated weld-like runs (sensor CSV + photos), not the images above"
 SIZE = 64  # pseudo depth map side (their img_size); their resize to 56 is fixed
 GROUPS, GROUP_SIZE = 64, 32
 RGB_GRID, RGB_DIM = 28, 32  # their code reshapes the rgb patches as 784 = 28 x 28
