@@ -37,6 +37,7 @@ METHODS = {
     "padim": "reference.padim",
     "anomalydino": "reference.anomalydino",
     "dinomaly": "reference.dinomaly",
+    "late_fusion": "reference.late_fusion",
 }
 
 

@@ -384,6 +384,19 @@ def trained_models():
     }
 
 
+def loss_curve_models():
+    """label -> model folder of every model the training loop wrote a loss log for: each method
+    trained on a train set (label: the method) and each per-dataset (multi-class) model (label:
+    "method (dataset)")."""
+    per_dataset = {
+        f"{m} ({d})": path(DATASET_MODEL, dataset=d, method=m)
+        for m in METHODS
+        if NEEDS[m].training == "per_dataset"
+        for d in method_datasets(config, m)
+    }
+    return {**trained_models(), **per_dataset}
+
+
 def cross_dataset_outputs():
     """The summary's train set x target dataset table, when a method is trained on a train set."""
     if not trained_models():

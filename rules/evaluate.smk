@@ -233,7 +233,7 @@ rule report:
         scores=score_targets("scores.parquet"),
         maps=score_targets("maps.npy"),
         manifests=manifest_files(),
-        models=lambda wc: list(trained_models().values()),
+        models=lambda wc: list(loss_curve_models().values()),
         references=workflow.source_path("../config/references.yaml"),
     output:
         html=report(
@@ -264,7 +264,7 @@ rule report:
     params:
         score_items=report_items,
         cascades=lambda wc: {m: config["methods"][m]["uses"] for m in METHODS if is_cascade(m)},
-        trained_models=lambda wc: trained_models(),
+        trained_models=lambda wc: loss_curve_models(),
         title="iadbench results",
     script:
         "../workflow/scripts/report.py"

@@ -250,3 +250,35 @@ def test_token_options_are_for_vits_and_one_image_shape_per_store(tmp_path):
     cfg = FeatureConfig.from_config(BACKBONE, GEOMETRY)
     with pytest.raises(CacheError, match="wide.png: 112x56 px"):
         extract_features(rows, "widget", "test", cfg, tmp_path / "t.npy", tmp_path / "t.parquet")
+
+
+def test_smaller_edge_vit_resamples_the_position_grid_bicubic_without_antialias():
+    """The DINOv2 hub's and anomalib's resampling of the 16x16 grid (dinov2_tiny at 224 px) to a
+    6x9 grid: ``F.interpolate(bicubic, antialias=False)`` of the patch positions, written out
+    here; ``interpolation: bicubic_antialias`` is timm's default and differs."""
+    import torch.nn.functional as F
+
+    from iadbench.features.extract import FeatureConfig
+
+    cfg = FeatureConfig(model="dinov2_tiny", weights="random", token_norm=True, smaller_edge=84)
+    assert cfg.identity()["pos_embed"] == "bicubic"
+    vit = cfg.load_backbone(torch.device("cpu")).model
+    pos = vit.pos_embed.detach()  # (1, 1 + 16*16, 32): the class position first
+    grid = pos[0, 1:].reshape(16, 16, 32).permute(2, 0, 1)[None]
+    by_hand = F.interpolate(grid, size=(6, 9), mode="bicubic", align_corners=False, antialias=False)
+    expected = torch.cat([pos[0, :1], by_hand[0].permute(1, 2, 0).reshape(54, 32)])
+    with torch.no_grad():  # zero patch tokens: the output is the class token plus positions
+        out = vit._pos_embed(torch.zeros(1, 6, 9, 32))[0]
+    cls = vit.cls_token.detach()[0, 0]
+    torch.testing.assert_close(out - torch.cat([cls[None], torch.zeros(54, 32)]), expected)
+    smooth = FeatureConfig(
+        model="dinov2_tiny", weights="random", smaller_edge=84, interpolation="bicubic_antialias"
+    )
+    assert smooth.hash() != cfg.hash()
+    with torch.no_grad():
+        other = smooth.load_backbone(torch.device("cpu")).model._pos_embed(torch.zeros(1, 6, 9, 32))
+    assert (other[0] - out).abs().max() > 1e-3  # the switch matters on a downsampled grid
+    with pytest.raises(ConfigError, match="interpolation 'nearest' with smaller_edge"):
+        FeatureConfig(model="dinov2_tiny", smaller_edge=84, interpolation="nearest")
+    # CNN caches keep their identity keys
+    assert "pos_embed" not in FeatureConfig(model="resnet18", weights="random").identity()

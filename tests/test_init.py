@@ -190,7 +190,7 @@ def test_a_registry_name_as_backbone_gets_an_entry_with_the_schema_defaults():
     assert config["backbones"]["resnet18"] == {
         "model": "resnet18", "weights": "pretrained", "patch_size": 3, "padding": "zeros",
         "upsample": "bilinear", "normalize": "model", "dim": None, "seed": 0, "batch_size": 16,
-        "input_size": None, "interpolation": "bilinear", "resample": "bilinear",
+        "input_size": None, "resample": "bilinear",
         "smaller_edge": None, "token_norm": False,
     }  # fmt: skip
     assert config["backbones"]["efficientnet_b0"]["model"] == "efficientnet_b0"

@@ -99,6 +99,23 @@ def test_autoencoders_keep_the_shape_and_published_dropouts():
     assert widths_after == [128, 64, 64, 2304]  # published: [Drop] before 128, 64, 64 and output
 
 
+def test_same_padding_and_slope_match_a_hand_computation():
+    """``audio_padding: same`` pads each (transposed) conv by one zero frame and
+    ``audio_leaky_slope`` scales the negative part (the reimplementation's 0.2)."""
+    net = AudioAutoencoder(1, [1], 1, padding="same", slope=0.2).eval()
+    assert net.min_frames == 1
+    with torch.no_grad():
+        for m in [*net.encoder, *net.decoder]:
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+    net.encoder[0].eps = 0.0  # running mean 0, var 1: BatchNorm is the identity
+    # [1, -2, 3] -> conv [-1, 2, 1] -> leaky [-0.2, 2, 1] -> conv [1.8, 2.8, 3]
+    # -> convT [4.6, 7.6, 5.8] -> convT [12.2, 18, 13.4] (all positive: PReLU keeps them)
+    out = net(torch.tensor([[[1.0, -2.0, 3.0]]]))
+    torch.testing.assert_close(out, torch.tensor([[[12.2, 18.0, 13.4]]]))
+
+
 def test_moving_max_is_the_best_window_mean():
     errors = torch.tensor([0.0, 1.0, 5.0, 1.0, 0.0])
     assert moving_max(errors, 2) == 3.0
@@ -187,6 +204,8 @@ def test_missing_sample_and_short_audio_are_errors(weld, tmp_path):
         ({"w": "test"}, r"w: 'test' .*allowed: number in \[0, 1\] or val"),
         ({"video_widths": []}, "video_widths"),
         ({"encoders": {"audio": "a"}}, r"encoders: 'video' is a required property"),
+        ({"audio_padding": "full"}, "audio_padding"),
+        ({"audio_leaky_slope": 1.0}, "audio_leaky_slope"),
     ],
 )
 def test_bad_parameters_are_refused(change, message):

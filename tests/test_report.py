@@ -433,3 +433,51 @@ def test_a_reference_citing_a_local_file_is_refused(tmp_path, source):
     raw["references"][0]["source"] = "openvinotoolkit/anomalib @161bb36, models/image/padim"
     path.write_text(yaml.safe_dump(raw))
     assert len(load_references(path).entries) == 1
+
+
+def test_a_per_dataset_model_loss_log_is_a_training_curve(tmp_path, monkeypatch):
+    """The workflow hands the report each per-dataset (multi-class) model folder (Dinomaly in
+    config/examples/dino.yaml: an edge train_dataset -> report in the DAG), and the loss figure
+    draws its ``loss_log.csv`` under "method (dataset)"."""
+    import subprocess
+    import sys
+
+    from iadbench.report import training
+
+    dot = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path), "--configfile", str(REPO / "config/examples/dino.yaml"),
+         "--dag", "dot", "report"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    nodes = dict(re.findall(r'(\d+)\[label = "([^"\\]+)', dot))
+    edges = {(nodes[a], nodes[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot)}
+    assert ("train_dataset", "report") in edges
+
+    model = tmp_path / "results" / "demo" / "multiclass" / "dinomaly"
+    model.mkdir(parents=True)
+    pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [0.9, 0.5, 0.4], "loss_global": [0.8, 0.4, 0.3]}
+    ).to_csv(model / "loss_log.csv", index=False)
+    drawn = {}
+    real = training.loss_figure
+
+    def spy(logs):
+        fig = real(logs)
+        for ax in fig.axes:  # read now: the report closes the figure once saved
+            drawn[ax.get_title()] = [(ln.get_label(), list(ln.get_ydata())) for ln in ax.lines]
+        return fig
+
+    monkeypatch.setattr(training, "loss_figure", spy)
+    summary = tmp_path / "metrics.csv"
+    write_summary(summary, extra=False)
+    result = build_report(
+        summary, tmp_path / "r.html", tmp_path / "figs", trained_models={"dinomaly (demo)": model}
+    )
+    assert "training-loss.png" in result["figures"]
+    assert drawn["total"] == [("dinomaly (demo)", [0.9, 0.5, 0.4])]
+    assert drawn["global"] == [("dinomaly (demo)", [0.8, 0.4, 0.3])]
+    (model / "loss_log.csv").unlink()
+    with pytest.raises(CacheError, match="trained model 'dinomaly \\(demo\\)' has no loss log"):
+        build_report(summary, tmp_path / "r2.html", tmp_path / "f2", trained_models={
+            "dinomaly (demo)": model})  # fmt: skip

@@ -7,11 +7,11 @@
   built with ``pre_trained=False`` (nothing downloaded) and gets it with ``load_state_dict``;
   every tensor is checked equal.
 * anomalib has no rotation augmentation: every row runs ours with ``rotation: false``.
-* anomalib's ``TimmFeatureExtractor`` patches timm's position-embedding resampling to
-  ``antialias=False`` for the whole process. Our rows run with timm's own resampling
-  (antialiased) restored unless the setting says "pos-embed as anomalib"; the difference is
-  that one switch (the authors' DINOv2 hub code resamples without antialiasing too, with its
-  +0.1 scale offset: see docs/methods/dinov2.md).
+* position grid: anomalib's ``TimmFeatureExtractor`` patches timm's resampling to
+  ``antialias=False`` for the whole process; ours resamples bicubic without antialiasing by
+  default (the backbone's ``interpolation``; the authors' DINOv2 hub code does the same, with
+  its +0.1 scale offset: see docs/methods/dinov2.md). The ``posembed`` row runs ours with
+  ``interpolation: bicubic_antialias`` (timm's default) to show what that switch changes.
 * input: ``shared`` feeds anomalib our pre-processed tensor (PIL bicubic smaller edge on the
   uint8 image + ImageNet mean/std) -> isolates the method; ``own`` gives anomalib its own
   pre-processor (torchvision ``Resize(edge, bicubic, antialias)`` on the float image).
@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,14 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 # --dino-settings key -> (label, input, our upsample, our border, masking, our pos-embed
-# resampling antialiased, through the fp16 store and AnomalyDino.fit/score)
+# resampling antialiased (interpolation bicubic_antialias), through the fp16 store and
+# AnomalyDino.fit/score)
 SETTINGS = {
     "authors": ("authors' map", "shared", "bilinear", "reflect", False, False, False),
     "anomalib": ("anomalib map", "shared", "nearest", "mirror", False, False, False),
     "masking": ("anomalib map, masking", "shared", "nearest", "mirror", True, False, False),
     "store": ("anomalib map, fp16 store", "shared", "nearest", "mirror", False, False, True),
-    "posembed": ("anomalib map, our pos-embed", "shared", "nearest", "mirror", False, True, False),
+    "posembed": ("anomalib map, pos antialias", "shared", "nearest", "mirror", False, True, False),
     "own": ("anomalib map, own input", "own", "nearest", "mirror", False, False, False),
 }
 
@@ -133,30 +135,18 @@ def run_anomalib(model, refs: torch.Tensor, test: torch.Tensor):
 # --------------------------------------------------------------------------- our side
 
 
-@contextlib.contextmanager
-def pos_embed_resampling(antialias: bool):
-    """timm's own (antialiased) position-embedding resampling, or anomalib's patched one."""
-    import timm.models.vision_transformer as vit
-
-    patched = vit.resample_abs_pos_embed
-    original = getattr(patched, "__wrapped__", patched)
-    vit.resample_abs_pos_embed = original if antialias else patched
-    try:
-        yield
-    finally:
-        vit.resample_abs_pos_embed = patched
-
-
-def our_config(weights: Path, edge: int):
+def our_config(weights: Path, edge: int, interpolation: str | None = None, model=BACKBONE):
+    """Our backbone entry (``interpolation`` None: the default, bicubic without antialias)."""
     from iadbench.features.extract import FeatureConfig
 
     return FeatureConfig(
-        model=BACKBONE,
+        model=model,
         weights=str(weights),
         patch_size=1,
         token_norm=True,
         smaller_edge=edge,
         normalize="imagenet",
+        interpolation=interpolation,
     )
 
 
@@ -239,7 +229,13 @@ def run(args, data) -> list[dict]:
             f"{sum(v.numel() for v in state.values()) / 1e6:.1f} M values -> {weights.name}"
         )
         cfg = our_config(weights, edge)
-        backbone = cfg.load_backbone(torch.device("cpu"))
+        backbones = {
+            aa: our_config(weights, edge, "bicubic_antialias" if aa else None).load_backbone(
+                torch.device("cpu")
+            )
+            for aa in (False, True)
+        }
+        backbone = backbones[False]
         ours_state = backbone.model.state_dict()
         assert all(torch.equal(ours_state[k], v) for k, v in state.items() if k in ours_state)
         models = {m: anomalib_model(state, m) for m in (False, True)}
@@ -253,12 +249,12 @@ def run(args, data) -> list[dict]:
             batches["own"] = anomalib_input(images, edge)
             refs_batches["own"] = anomalib_input(train, edge)
         tokens = {}  # (antialias,) -> (test tokens, ref tokens, seconds per test image)
-        for antialias in (False, True):
-            with pos_embed_resampling(antialias), torch.no_grad():
+        for antialias, net in backbones.items():
+            with torch.no_grad():
                 start = time.perf_counter()
-                t = our_tokens(backbone, batches["shared"])
+                t = our_tokens(net, batches["shared"])
                 seconds = (time.perf_counter() - start) / len(images)
-                tokens[antialias] = (t, our_tokens(backbone, refs_batches["shared"]), seconds)
+                tokens[antialias] = (t, our_tokens(net, refs_batches["shared"]), seconds)
         if "masking" in args.dino_settings:
             kept = np.mean([keep_foreground(t).mean() for t in tokens[False][0]])
             print(f"masking: {100 * kept:.0f} % of the test patches are foreground")
@@ -267,10 +263,7 @@ def run(args, data) -> list[dict]:
                 label, mode, upsample, border, masking, antialias, store = SETTINGS[key]
                 if mode not in args.dino_inputs:
                     continue
-                with pos_embed_resampling(False):
-                    a_s, a_m, a_t = run_anomalib(
-                        models[masking], refs_batches[mode][:k], batches[mode]
-                    )
+                a_s, a_m, a_t = run_anomalib(models[masking], refs_batches[mode][:k], batches[mode])
                 test_tokens, ref_tokens, enc_t = tokens[antialias]
                 method = our_method(upsample, border, masking, k)
                 start = time.perf_counter()
@@ -290,9 +283,122 @@ def run(args, data) -> list[dict]:
                         f"rotation false, upsample {upsample}, blur_border {border}, masking "
                         f"{str(masking).lower()}, mask_references {str(masking).lower()}, "
                         f"tokens {'fp16 store' if store else 'fp32'}, pos-embed "
-                        f"{'timm antialias' if antialias else 'no antialias'}, input {mode}"
+                        f"{'bicubic_antialias' if antialias else 'bicubic'}, input {mode}"
                     ),
                 )
                 print_row(r)
                 rows.append(r)
+    if args.write_fixture:
+        write_fixture(args.weights_seed)
     return rows
+
+
+# --------------------------------------------------------------------------- CI fixture
+
+# our registry's dinov2_tiny: ViT-S/14's layout (no registers) with 2 blocks of width 32 at 224
+TINY_MODEL = "dinov2_tiny"
+TINY = {"embed_dim": 32, "num_heads": 2, "depth": 2, "img_size": 224}
+# 64 px demo images brought to a 112 px smaller edge: the 16x16 position grid goes to 8x8, where
+# antialiasing would matter
+FIXTURE = {"category": "brick", "size": 64, "n_refs": 1, "n_test": 2, "edge": 112, "map_step": 2}
+# fixture setting -> masking (both with anomalib's map switches: nearest, mirror)
+FIXTURE_SETTINGS = {"anomalib map": False, "anomalib map, masking": True}
+
+
+@contextlib.contextmanager
+def tiny_anomalib():
+    """anomalib's AnomalyDINO on the ``dinov2_tiny`` layout: its ``timm.create_model`` call gets
+    the sizes, its last-block index (read from the name) is 1."""
+    import timm
+    from anomalib.models.image.anomaly_dino import torch_model
+
+    create, last = timm.create_model, torch_model.AnomalyDINOModel.__dict__["_last_block_index"]
+    timm.create_model = lambda name, *a, **kw: create(name, *a, **{**kw, **TINY})
+    torch_model.AnomalyDINOModel._last_block_index = staticmethod(lambda name: TINY["depth"] - 1)
+    try:
+        yield
+    finally:
+        timm.create_model = create
+        torch_model.AnomalyDINOModel._last_block_index = last
+
+
+def fixture_config(seed: int, interpolation: str | None = None):
+    """The fixture's backbone entry: ``dinov2_tiny`` with random weights from ``seed``."""
+    cfg = our_config(Path("random"), FIXTURE["edge"], interpolation, model=TINY_MODEL)
+    return replace(cfg, seed=seed)
+
+
+def fixture_outputs(backbone, cfg, refs, test, masking: bool):
+    """Our scores and maps for a fixture setting (fp32 tokens, anomalib's map switches)."""
+    with torch.no_grad():
+        test_tokens = our_tokens(backbone, our_input(test, cfg, backbone))
+        ref_tokens = our_tokens(backbone, our_input(refs, cfg, backbone))
+    method = our_method("nearest", "mirror", masking, len(refs))
+    return score_fp32(method, ref_tokens, test_tokens, cfg.smaller_edge, masking)
+
+
+def write_fixture(seed: int) -> None:
+    """``tests/fixtures/reference/anomalydino.{npz,json}``: anomalib's scores and maps (every
+    ``map_step``-th pixel) on two demo images with one reference, on the tiny random ViT that
+    ``fixture_config(seed)`` rebuilds (asserted equal to the weights anomalib gets here)."""
+    import json
+
+    import anomalib
+    import timm
+
+    from .common import FIXTURES
+    from .lite0 import fixture_images
+
+    f = FIXTURE
+    test, refs = fixture_images(f["category"], f["n_refs"], f["n_test"], f["size"])
+    torch.manual_seed(seed)
+    state = timm.create_model(ARCH, pretrained=False, **TINY).state_dict()
+    cfg = fixture_config(seed)
+    backbone = cfg.load_backbone(torch.device("cpu"))
+    ours_state = backbone.model.state_dict()
+    assert all(torch.equal(ours_state[k], v) for k, v in state.items() if k in ours_state)
+    arrays = {"test": np.stack(test), "refs": np.stack(refs)}
+    step = f["map_step"]
+    for name, masking in FIXTURE_SETTINGS.items():
+        with tiny_anomalib():
+            model = anomalib_model(state, masking)
+        a_s, a_m, _ = run_anomalib(
+            model, our_input(refs, cfg, backbone), our_input(test, cfg, backbone)
+        )
+        o_s, o_m = fixture_outputs(backbone, cfg, refs, test, masking)
+        key = name.replace(", ", "_").replace(" ", "_")
+        arrays[f"{key}_scores"] = a_s.astype(np.float32)
+        arrays[f"{key}_maps"] = a_m[:, ::step, ::step].astype(np.float32)
+        print(
+            f"fixture anomalydino {name}: max|dscore| {np.abs(o_s - a_s).max():.3g} "
+            f"max|dmap| {np.abs(o_m - a_m).max():.3g}"
+        )
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(FIXTURES / "anomalydino.npz", **arrays)
+    meta = {
+        "reference": f"anomalib {anomalib.__version__} (PyPI) AnomalyDINOModel",
+        "arch": f"timm {ARCH} with {TINY} (our registry's {TINY_MODEL})",
+        "weights": f"random: torch.manual_seed({seed}) then timm.create_model (= our backbone "
+        f"{TINY_MODEL}, weights random, seed {seed})",
+        "seed": seed,
+        "images": f"embedded demo {f['category']} at {f['size']} px: {f['n_refs']} train image "
+        f"as the reference, {f['n_test']} test (1 good, 1 defective), stored in the npz",
+        "input": f"ours for both: PIL bicubic smaller edge {f['edge']} + ImageNet mean/std",
+        "map_step": step,
+        "settings": {
+            name: {
+                "upsample": "nearest",
+                "blur_border": "mirror",
+                "rotation": False,
+                "masking": masking,
+                "mask_references": masking,
+                "interpolation": "bicubic (default)",
+            }
+            for name, masking in FIXTURE_SETTINGS.items()
+        },
+        "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods "
+        "anomalydino --dino-shots 1 --dino-settings anomalib --dino-inputs shared "
+        "--n-test 2 --n-train 1 --write-fixture",
+    }
+    (FIXTURES / "anomalydino.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {FIXTURES / 'anomalydino.npz'} and .json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import types
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +101,54 @@ def _build_timm(
     data = timm.data.resolve_data_config({}, model=model)
     input_size = tuple(data["input_size"][1:]) if spec.family == "vit" and not dynamic else None
     return model, Preprocessing(tuple(data["mean"]), tuple(data["std"]), input_size)
+
+
+# How a ViT run at the batch's own size resamples its position grid (backbone ``interpolation``):
+# (F.interpolate mode, antialias). ``bicubic`` is the DINOv2 hub's and anomalib's (no
+# antialiasing); ``bicubic_antialias`` is timm's ``dynamic_img_size`` default.
+POS_EMBED_RESAMPLING = {
+    "bicubic": ("bicubic", False),
+    "bicubic_antialias": ("bicubic", True),
+    "bilinear": ("bilinear", False),
+}
+
+
+def _pos_embed_resampled(
+    vit: torch.nn.Module, x: torch.Tensor, mode: str, antialias: bool
+) -> torch.Tensor:
+    """timm ``VisionTransformer._pos_embed`` for a (B, h, w, C) patch grid, with the position
+    grid resampled by ``mode``/``antialias`` (timm's own hard-wires antialias=True)."""
+    from timm.layers import resample_abs_pos_embed
+
+    b, h, w, c = x.shape
+    pos = resample_abs_pos_embed(
+        vit.pos_embed,
+        new_size=(h, w),
+        old_size=vit.patch_embed.grid_size,
+        num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens,
+        interpolation=mode,
+        antialias=antialias,
+    )
+    prefix = [t.expand(b, -1, -1) for t in (vit.cls_token, vit.reg_token) if t is not None]
+    x = x.reshape(b, h * w, c)
+    if vit.no_embed_class:  # position embeddings of the patches only (DINOv2-reg, DeiT-3)
+        x = torch.cat([*prefix, x + pos], dim=1)
+    else:
+        x = torch.cat([*prefix, x], dim=1) + pos
+    return vit.pos_drop(x)
+
+
+def set_pos_embed_resampling(vit: torch.nn.Module, interpolation: str) -> None:
+    """Make a ``dynamic_img_size`` timm ViT resample its position grid as ``interpolation``
+    (a :data:`POS_EMBED_RESAMPLING` key) at each forward, on this instance only."""
+    if interpolation not in POS_EMBED_RESAMPLING:
+        raise ConfigError(
+            f"interpolation {interpolation!r} is not one of {sorted(POS_EMBED_RESAMPLING)}"
+        )
+    mode, antialias = POS_EMBED_RESAMPLING[interpolation]
+    vit._pos_embed = types.MethodType(
+        functools.partial(_pos_embed_resampled, mode=mode, antialias=antialias), vit
+    )
 
 
 def register_open_clip_configs() -> None:
@@ -214,10 +263,12 @@ def load_backbone(
     device: str | torch.device = "cpu",
     norm: bool = False,
     dynamic: bool = False,
+    interpolation: str = "bicubic",
 ) -> LoadedBackbone:
     """Build a registered backbone, cut after its deepest tap, ready for ``taps``.
 
-    ``norm``: ViT taps after the final norm; ``dynamic``: a ViT run at the batch's own size.
+    ``norm``: ViT taps after the final norm; ``dynamic``: a ViT run at the batch's own size, its
+    position grid resampled as ``interpolation`` says (:data:`POS_EMBED_RESAMPLING`).
     """
     spec = spec_for(name)
     if norm and spec.family != "vit":
@@ -226,6 +277,8 @@ def load_backbone(
     resolved = resolve_weights(weights, spec)
     model, preprocessing = build_model(spec, resolved, seed, dynamic)
     model.prune_intermediate_layers(indices=list(taps), prune_head=True)
+    if dynamic:
+        set_pos_embed_resampling(model, interpolation)
     return LoadedBackbone(
         name=name,
         family=spec.family,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iadbench.backbones.loader import Preprocessing, load_backbone
+from iadbench.backbones.loader import POS_EMBED_RESAMPLING, Preprocessing, load_backbone
 from iadbench.backbones.registry import resolve_layers, spec_for
 from iadbench.backbones.weights import resolve_weights
 from iadbench.data.images import Geometry, load_image
@@ -56,6 +56,9 @@ class FeatureConfig:
     upsample: str = "bilinear"
     token_norm: bool = False
     smaller_edge: int | None = None
+    # with smaller_edge: how the ViT's position grid is resampled to each image's grid
+    # (None = bicubic without antialiasing, the DINOv2 hub's and anomalib's); unused otherwise
+    interpolation: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", resolve_layers(self.model, self.layers))
@@ -67,6 +70,11 @@ class FeatureConfig:
                 )
         if self.smaller_edge is not None and self.smaller_edge < 1:
             raise ConfigError(f"backbone {self.model!r}: smaller_edge must be >= 1")
+        if self.smaller_edge is not None and self.pos_embed not in POS_EMBED_RESAMPLING:
+            raise ConfigError(
+                f"backbone {self.model!r}: interpolation {self.interpolation!r} with smaller_edge "
+                f"is not one of {sorted(POS_EMBED_RESAMPLING)}"
+            )
         if self.padding not in PADDINGS:
             raise ConfigError(
                 f"backbone {self.model!r}: padding {self.padding!r} is not one of {PADDINGS}"
@@ -101,12 +109,20 @@ class FeatureConfig:
             upsample=str(backbone.get("upsample", "bilinear")),
             token_norm=bool(backbone.get("token_norm", False)),
             smaller_edge=backbone.get("smaller_edge"),
+            interpolation=backbone.get("interpolation"),
         )
+
+    @property
+    def pos_embed(self) -> str:
+        """The position-grid resampling of a ``smaller_edge`` ViT (``interpolation`` or bicubic)."""
+        return self.interpolation or "bicubic"
 
     def identity(self) -> dict:
         """JSON-able description including the resolved weights' content digest."""
         spec = spec_for(self.model)
         weights = resolve_weights(self.weights, spec)
+        # only where it acts, so other caches keep their keys (FORMAT_VERSION unchanged)
+        resampling = {"pos_embed": self.pos_embed} if self.smaller_edge is not None else {}
         return {
             "format": FORMAT_VERSION,
             "model": self.model,
@@ -125,7 +141,7 @@ class FeatureConfig:
             "crop": self.geometry.crop,
             "token_norm": self.token_norm,
             "smaller_edge": self.smaller_edge,
-        }
+        } | resampling
 
     def hash(self) -> str:
         return config_hash(self.identity())
@@ -140,6 +156,7 @@ class FeatureConfig:
             device=device,
             norm=self.token_norm,
             dynamic=self.smaller_edge is not None,
+            interpolation=self.pos_embed,
         )
 
     def image(self, rgb: np.ndarray, patch: int | None) -> np.ndarray:

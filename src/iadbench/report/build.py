@@ -71,8 +71,9 @@ def build_report(
     reported (whose point is speed). ``timings_csv`` (``timings.csv``) adds "Time by stage".
     Results with prompt sampling (``score_std_mean`` in the summary) add "Prompt-sampling
     variance", with a histogram per score item that holds the per-image spread.
-    ``trained_models`` (method -> its trained model folder) adds "Trained methods": the
-    cross-dataset table and the loss curves. Returns the figure names and section titles.
+    ``trained_models`` (label -> a model folder with a ``loss_log.csv``: a method trained on a
+    train set, or "method (dataset)" for a per-dataset multi-class model) adds "Trained
+    methods": the cross-dataset table and the loss curves. Returns the figure names and section titles.
     """
     start = time.perf_counter()
     summary = load_summary(summary_csv)

@@ -1,7 +1,8 @@
 """Trained methods in the report: the cross-dataset table and the per-epoch loss curves.
 
-The table reads the summary only (rows whose method has a ``train_on``); the curves read each
-trained model's ``loss_log.csv`` (written by :mod:`iadbench.training.loop`). The summary step
+The table reads the summary only (rows whose method has a ``train_on``); the curves read the
+``loss_log.csv`` (written by :mod:`iadbench.training.loop`) of each model trained on a train set
+and of each per-dataset (multi-class) model. The summary step
 also writes the table as ``cross_dataset.csv`` (numbers) and ``.md``, for readers of files.
 """
 
@@ -102,12 +103,12 @@ def write_cross_dataset(summary_csv: str | Path, csv_out: str | Path, md_out: st
 
 
 def load_loss_logs(models: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
-    """method -> its model folder's ``loss_log.csv``."""
+    """label (method, or "method (dataset)") -> its model folder's ``loss_log.csv``."""
     logs = {}
     for method, folder in models.items():
         path = Path(folder) / "loss_log.csv"
         if not path.is_file():
-            raise CacheError(f"{path}: the trained model of {method!r} has no loss log")
+            raise CacheError(f"{path}: the trained model {method!r} has no loss log")
         logs[method] = pd.read_csv(path)
     return logs
 

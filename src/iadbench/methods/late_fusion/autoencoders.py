@@ -1,10 +1,13 @@
 """The Intel paper's two autoencoders (METHODS §6.3), with configurable widths.
 
 Audio: ``BN1d -> Conv1d(k3)...`` down to a bottleneck and the mirror ``ConvTranspose1d`` stack
-back, LeakyReLU everywhere but the last layer (PReLU). The convolutions are unpadded, so each
+back, LeakyReLU everywhere but the last layer (PReLU). The paper gives neither the padding nor
+the LeakyReLU slope. By default (``padding="valid"``) the convolutions are unpadded, so each
 encoder layer trims one frame at each end and its transposed mirror restores it: the output has
-the input's length and no frame is reconstructed from zero padding. Video: a per-frame FC
-autoencoder with ReLU and dropout where the published network has it.
+the input's length and no frame is reconstructed from zero padding. ``padding="same"`` pads every
+(transposed) convolution by one frame, as the public reimplementation
+(bluuueheart/Weld-Anomaly-Detection, ``baselines/Late_Fusion``) does, so the end frames see zeros.
+Video: a per-frame FC autoencoder with ReLU and dropout where the published network has it.
 """
 
 from __future__ import annotations
@@ -15,28 +18,39 @@ import torch
 from torch import nn
 
 KERNEL = 3
+PADDINGS = {"valid": 0, "same": KERNEL // 2}
 
 
 class AudioAutoencoder(nn.Module):
-    """``(B, bins, T) -> (B, bins, T)``; ``T`` must exceed ``2 · (len(widths) + 1)``."""
+    """``(B, bins, T) -> (B, bins, T)``; unpadded (``"valid"``), ``T`` must exceed
+    ``2 · (len(widths) + 1)``. ``slope`` is the LeakyReLU's negative slope (torch's default 0.01;
+    the reimplementation uses 0.2)."""
 
-    def __init__(self, bins: int, widths: Sequence[int], bottleneck: int) -> None:
+    def __init__(
+        self,
+        bins: int,
+        widths: Sequence[int],
+        bottleneck: int,
+        padding: str = "valid",
+        slope: float = 0.01,
+    ) -> None:
         super().__init__()
+        pad = PADDINGS[padding]
         sizes = [bins, *widths, bottleneck]
         encoder: list[nn.Module] = [nn.BatchNorm1d(bins)]
         for c_in, c_out in zip(sizes[:-1], sizes[1:], strict=True):
-            encoder += [nn.Conv1d(c_in, c_out, KERNEL), nn.LeakyReLU()]
+            encoder += [nn.Conv1d(c_in, c_out, KERNEL, padding=pad), nn.LeakyReLU(slope)]
         decoder: list[nn.Module] = []
         back = sizes[::-1]
         for i, (c_in, c_out) in enumerate(zip(back[:-1], back[1:], strict=True)):
             last = i == len(back) - 2
             decoder += [
-                nn.ConvTranspose1d(c_in, c_out, KERNEL),
-                nn.PReLU() if last else nn.LeakyReLU(),
+                nn.ConvTranspose1d(c_in, c_out, KERNEL, padding=pad),
+                nn.PReLU() if last else nn.LeakyReLU(slope),
             ]
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder)
-        self.min_frames = (KERNEL - 1) * (len(sizes) - 1) + 1
+        self.min_frames = (KERNEL - 1 - 2 * pad) * (len(sizes) - 1) + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

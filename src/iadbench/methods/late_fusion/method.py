@@ -52,6 +52,17 @@ STD_FLOOR = 1e-12
 VAL_FRAMES = 2**14  # frames per forward pass when validating the video autoencoder
 
 
+def z_stats(train_scores: np.ndarray) -> dict[str, float]:
+    """TRAIN runs' mean and (population) std of one modality's scores; the std is floored so a
+    constant score cannot divide by zero (the reimplementation adds 1e-8 instead)."""
+    return {"mean": float(train_scores.mean()), "std": max(float(train_scores.std()), STD_FLOOR)}
+
+
+def z_score(scores: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """Standardise scores with the TRAIN statistics of :func:`z_stats`."""
+    return (scores - stats["mean"]) / stats["std"]
+
+
 def best_weight(labels: np.ndarray, audio: np.ndarray, video: np.ndarray) -> tuple[float, float]:
     """The audio weight of the grid with the highest I-AUROC of the fused score, and that AUROC."""
     aurocs = [image_auroc(labels, w * audio + (1.0 - w) * video) for w in W_GRID]
@@ -67,8 +78,16 @@ class LateFusion(Method):
     # --- the two autoencoders ------------------------------------------------------------
 
     def _audio_net(self, bins: int) -> AudioAutoencoder:
-        widths, bottleneck = self.params.audio_widths, self.params.audio_bottleneck
-        return seeded(self.seed, AudioAutoencoder, bins, widths, bottleneck)
+        p = self.params
+        return seeded(
+            self.seed,
+            AudioAutoencoder,
+            bins,
+            p.audio_widths,
+            p.audio_bottleneck,
+            padding=p.audio_padding,
+            slope=float(p.audio_leaky_slope),
+        )
 
     def _video_net(self, dim: int) -> VideoAutoencoder:
         widths, dropout = self.params.video_widths, self.params.video_dropout
@@ -98,7 +117,8 @@ class LateFusion(Method):
         if short := [i for i, r in enumerate(runs) if len(r) < min_frames]:
             raise CacheError(
                 f"late_fusion: {len(short)} audio sequence(s) have fewer than the {min_frames} "
-                "frames the audio autoencoder needs (fewer audio_widths or a finer hop)"
+                "frames the audio autoencoder needs (fewer audio_widths, a finer hop or "
+                "audio_padding: same)"
             )
 
     def _fit_audio(self, train, val_good, device, out_dir: Path) -> AudioAutoencoder:
@@ -192,12 +212,9 @@ class LateFusion(Method):
             val_good = as_tensors(sequences(val_stores[role], good, role))
             nets[role] = train_ae(runs, val_good, device, state_dir / role)
         train_scores = self._run_scores(nets, train_stores, train_ids, device)
-        norm = {
-            role: {"mean": float(s.mean()), "std": max(float(s.std()), STD_FLOOR)}
-            for role, s in train_scores.items()
-        }
+        norm = {role: z_stats(s) for role, s in train_scores.items()}
         val_scores = self._run_scores(nets, val_stores, val_ids, device)
-        z = {role: (s - norm[role]["mean"]) / norm[role]["std"] for role, s in val_scores.items()}
+        z = {role: z_score(s, norm[role]) for role, s in val_scores.items()}
         labels = labels_of(val_rows)
         if self.params.w == "val":
             w, val_auroc = best_weight(labels, z["audio"], z["video"])
@@ -239,7 +256,7 @@ class LateFusion(Method):
             check_identities(state, stores, str(state_dir))
             raw = self._run_scores(nets, stores, inputs.index["sample_id"].tolist(), device)
             norm, w = state["norm"], float(state["w"])
-            z = {r: (s - norm[r]["mean"]) / norm[r]["std"] for r, s in raw.items()}
+            z = {r: z_score(s, norm[r]) for r, s in raw.items()}
             fused = w * z["audio"] + (1.0 - w) * z["video"]
             return fused, None, {f"component_{r}": z[r] for r in ROLES}
 

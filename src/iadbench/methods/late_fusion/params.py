@@ -38,6 +38,19 @@ class LateFusionParams(MultimodalParams):
         **WIDTHS,
     )
     audio_bottleneck: int = param(16, "audio bottleneck channels (published 48)", minimum=1)
+    audio_padding: str = param(
+        "valid",
+        "audio convolutions unpadded (valid: no frame sees zeros) or padded by 1 (same: "
+        "the bluuueheart/Weld-Anomaly-Detection reimplementation); the paper does not say",
+        enum=["valid", "same"],
+    )
+    audio_leaky_slope: float = param(
+        0.01,
+        "LeakyReLU negative slope of the audio autoencoder (torch default; the "
+        "reimplementation uses 0.2; the paper does not say)",
+        minimum=0,
+        exclusiveMaximum=1,
+    )
     audio_epochs: int = param(10, "audio autoencoder epochs (published 50)", minimum=1)
     audio_lr: float = param(1e-4, "Adam peak lr (30 % warm-up, then cosine)", exclusiveMinimum=0)
     video_widths: list = param(
@@ -77,6 +90,8 @@ class LateFusionParams(MultimodalParams):
             "w": self.w,
             "window_s": float(self.window_s),
             "audio_bottleneck": int(self.audio_bottleneck),
+            "audio_padding": self.audio_padding,
+            "audio_leaky_slope": float(self.audio_leaky_slope),
             "audio_epochs": int(self.audio_epochs),
             "video_epochs": int(self.video_epochs),
         }
