@@ -30,7 +30,9 @@ import torch
 
 from .common import print_row, row
 
-ARCHS = {"small": "dinov2_vits14_reg4", "base": "dinov2_vitb14_reg4"}
+ARCHS = {"small": "dinov2_vits14_reg4", "base": "dinov2_vitb14_reg4", "tiny": "dinov2_tiny_reg4"}
+# our registry's dinov2_tiny_reg4: DINOv2-reg's layout (12 blocks, 4 registers) at width 48
+TINY = {"embed_dim": 48, "num_heads": 3, "img_size": 112}
 
 
 def add_arguments(ap) -> None:
@@ -42,21 +44,28 @@ def add_arguments(ap) -> None:
 
 
 @contextlib.contextmanager
-def no_download():
-    """timm.create_model with pretrained forced off while anomalib builds its encoder."""
+def no_download(tiny: bool = False):
+    """timm.create_model with pretrained forced off while anomalib builds its encoder; ``tiny``:
+    the ``dinov2_tiny_reg4`` sizes, in timm's call and in anomalib's architecture table."""
     import timm
+    from anomalib.models.image.dinomaly.torch_model import DinomalyModel
 
-    real = timm.create_model
+    real, table = timm.create_model, DinomalyModel.__dict__["_get_architecture_config"]
 
     def create(name, *args, **kwargs):
         kwargs["pretrained"] = False
-        return real(name, *args, **kwargs)
+        return real(name, *args, **(kwargs | (TINY if tiny else {})))
 
     timm.create_model = create
+    if tiny:
+        sizes = {"embed_dim": TINY["embed_dim"], "num_heads": TINY["num_heads"]}
+        config = {**sizes, "target_layers": [2, 3, 4, 5, 6, 7, 8, 9]}
+        DinomalyModel._get_architecture_config = staticmethod(lambda name, layers: dict(config))
     try:
         yield
     finally:
         timm.create_model = real
+        DinomalyModel._get_architecture_config = table
 
 
 def our_net(arch: str, seed: int):
@@ -74,8 +83,9 @@ def anomalib_net(arch: str, ours):
     """anomalib's DinomalyModel with every tensor of ours copied in (names mapped)."""
     from anomalib.models.image.dinomaly.torch_model import DinomalyModel
 
-    with no_download():
-        model = DinomalyModel(encoder_name=f"vit_{arch}_patch14_reg4_dinov2")
+    with no_download(tiny=arch == "tiny"):
+        name = "small" if arch == "tiny" else arch
+        model = DinomalyModel(encoder_name=f"vit_{name}_patch14_reg4_dinov2")
     model.encoder.feature_extractor.load_state_dict(ours.encoder.state_dict())
     mapped = {}
     for key, value in ours.state_dict().items():
@@ -219,4 +229,65 @@ def run(args, data) -> list[dict]:
         )
         net.eval()
         model.eval()
+    if args.write_fixture:
+        write_fixture(args.weights_seed)
     return rows
+
+
+# --------------------------------------------------------------------------- CI fixture
+
+# 64 px demo images, resized to 64 and centre-cropped to 56 (a 4x4 grid: the tiny encoder's 8x8
+# position grid is resampled); maps stored at every 4th pixel of the 256 px map
+FIXTURE = {"category": "brick", "size": 64, "n_test": 2, "resize": 64, "crop": 56, "map_step": 4}
+
+
+def write_fixture(seed: int) -> None:
+    """``tests/fixtures/reference/dinomaly.{npz,json}``: anomalib's scores and smoothed maps on
+    two demo images with the tiny random encoder + decoder that ``our_net("tiny", seed)``
+    rebuilds (every tensor copied into anomalib's model and checked equal)."""
+    import json
+
+    import anomalib
+
+    from .common import FIXTURES
+    from .lite0 import fixture_images
+
+    f = FIXTURE
+    test, _ = fixture_images(f["category"], 0, f["n_test"], f["size"])
+    net, mean, std = our_net("tiny", seed)
+    model = anomalib_net("tiny", net)
+    x = inputs(test, f["resize"], f["crop"], mean, std)
+    a_s, a_m, _ = run_anomalib(model, x)
+    o_s, o_m, _ = run_ours(net, x, "reflect")
+    print(
+        f"fixture dinomaly: max|dscore| {np.abs(o_s - a_s).max():.3g} "
+        f"max|dmap| {np.abs(o_m - a_m).max():.3g}"
+    )
+    step = f["map_step"]
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        FIXTURES / "dinomaly.npz",
+        test=np.stack(test),
+        scores=a_s.astype(np.float32),
+        maps=a_m[:, ::step, ::step].astype(np.float32),
+    )
+    meta = {
+        "reference": f"anomalib {anomalib.__version__} (PyPI) DinomalyModel",
+        "arch": f"timm vit_small_patch14_reg4_dinov2 with {TINY} (our registry's "
+        f"{ARCHS['tiny']}), taps 2..9, fused [[0..3], [4..7]], 8 decoder blocks",
+        "weights": f"random: our_net('tiny', {seed}) (encoder: build_encoder({ARCHS['tiny']!r}, "
+        f"'random', {seed}); bottleneck + decoder: trunc-normal init after "
+        f"torch.manual_seed({seed})), copied into anomalib's model",
+        "seed": seed,
+        "images": f"embedded demo {f['category']} at {f['size']} px: {f['n_test']} test (1 good, "
+        "1 defective), stored in the npz",
+        "input": f"ours for both: bilinear resize {f['resize']}, centre crop {f['crop']}, "
+        "ImageNet mean/std",
+        "map_step": step,
+        "switches": {"mlp_bias": False, "smooth_padding": "reflect"},
+        "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods dinomaly "
+        "--dinomaly-arch tiny "
+        "--n-test 2 --write-fixture",
+    }
+    (FIXTURES / "dinomaly.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {FIXTURES / 'dinomaly.npz'} and .json")

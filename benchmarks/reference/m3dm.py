@@ -244,71 +244,107 @@ def rel(a, b) -> float:
 # --------------------------------------------------------------------------- our side
 
 
-def run(args, data) -> list[dict]:
+def our_cfg(coreset: float, seed: int, **switches) -> dict:
+    """Our m3dm entry at the harness's sizes (the reference's choices are the defaults)."""
+    return {
+        "kind": "m3dm", "size": SIZE, "num_group": GROUPS, "group_size": GROUP_SIZE,
+        "coreset": coreset, "knn_backend": "torch", "seed": seed, **switches,
+    }  # fmt: skip
+
+
+def make_runs(tmp: Path, n_train: int, labels: list[int], seed: int):
+    """(TRAIN index, store), (scored index, store): the generated weld-like runs."""
+    return make_split(tmp, "train", [0] * n_train, seed), make_split(tmp, "test", labels, seed + 1)
+
+
+def run_ours(cfg: dict, train, test, state_dir: Path):
+    """Our fit and score: (state, scores, TEST per-bank vectors (N, 2), seconds per run)."""
     from iadbench.methods.base import MethodInputs
-    from iadbench.methods.m3dm.dlf import fit_fuser
     from iadbench.methods.m3dm.method import M3dm
+
+    method = M3dm(cfg, "cpu")
+    fit_in = MethodInputs(train[0], cached={"embeddings": {"train": {"photo": train[1]}}})
+    state = method.fit(fit_in, state_dir)
+    score = method.scorer(state_dir)
+    start = time.perf_counter()
+    ours, _, parts = score(MethodInputs(test[0], cached={"embeddings": {"photo": test[1]}}), (1, 1))
+    seconds = (time.perf_counter() - start) / len(test[0])
+    return (
+        method,
+        state,
+        ours,
+        np.stack([parts["component_xyz"], parts["component_rgb"]], 1),
+        seconds,
+    )
+
+
+def compare(repo: Path, setting: str, coreset: float, seed: int, train, test, labels, tmp: Path):
+    """Ours and theirs on one setting: a dict of both sides' scores, vectors, SVMs and banks."""
     from iadbench.methods.m3dm.pointcloud import run_cloud
+
+    ours_f = 1.0 if setting == "full" else coreset
+    state_dir = tmp / f"state_{setting}"
+    method, state, ours, our_test, our_seconds = run_ours(
+        our_cfg(ours_f, seed), train, test, state_dir
+    )
+    stats = state["sensor_minmax"]
+    runs = {
+        name: [(run_cloud(p, stats, SIZE), store.sequence(i))
+               for i, p in enumerate(index["sensor_path"])]
+        for name, (index, store) in (("train", train), ("test", test))
+    }  # fmt: skip
+    our_state = method.point_net(torch.device("cpu")).state_dict()
+    shared = setting == "shared-coreset"
+    extractor, net, interpolate = their_model(repo, 1.0 if shared else ours_f, our_state)
+    banks = None
+    if shared:
+        banks = tuple(np.load(state_dir / f"{b}_bank.npy") for b in ("xyz", "rgb"))
+    theirs, their_train, their_test, their_coef, their_seconds = run_theirs(
+        extractor, net, interpolate, runs["train"], runs["test"], labels, banks
+    )
+    return {
+        "ours_f": ours_f, "state": state, "ours": ours, "our_test": our_test,
+        "our_seconds": our_seconds, "theirs": theirs, "their_train": their_train,
+        "their_test": their_test, "their_coef": their_coef.ravel(),
+        "their_seconds": their_seconds,
+        "their_banks": (len(extractor.patch_xyz_lib), len(extractor.patch_rgb_lib)),
+    }  # fmt: skip
+
+
+def run(args, data) -> list[dict]:
+    from iadbench.methods.m3dm.dlf import fit_fuser
 
     n_bad = args.m3dm_test // 2
     labels = [0] * (args.m3dm_test - n_bad) + [1] * n_bad
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        train, train_store = make_split(tmp, "train", [0] * args.m3dm_train, args.weights_seed)
-        test, test_store = make_split(tmp, "test", labels, args.weights_seed + 1)
+        train, test = make_runs(tmp, args.m3dm_train, labels, args.weights_seed)
         for setting in args.m3dm_settings:
-            ours_f = 1.0 if setting == "full" else args.m3dm_coreset
-            cfg = {
-                "kind": "m3dm", "size": SIZE, "num_group": GROUPS, "group_size": GROUP_SIZE,
-                "coreset": ours_f, "knn_backend": "torch", "seed": args.weights_seed,
-            }  # fmt: skip
-            method = M3dm(cfg, "cpu")
-            state_dir = tmp / f"state_{setting}"
-            fit_in = MethodInputs(train, cached={"embeddings": {"train": {"photo": train_store}}})
-            state = method.fit(fit_in, state_dir)
-            score = method.scorer(state_dir)
-            start = time.perf_counter()
-            test_in = MethodInputs(test, cached={"embeddings": {"photo": test_store}})
-            ours, _, parts = score(test_in, (1, 1))
-            our_seconds = (time.perf_counter() - start) / len(test)
-            our_test = np.stack([parts["component_xyz"], parts["component_rgb"]], 1)
-
-            stats = state["sensor_minmax"]
-            runs = {}
-            for name, index, store in (("train", train, train_store), ("test", test, test_store)):
-                runs[name] = [
-                    (run_cloud(p, stats, SIZE), store.sequence(i))
-                    for i, p in enumerate(index["sensor_path"])
-                ]
-            our_state = method.point_net(torch.device("cpu")).state_dict()
-            shared = setting == "shared-coreset"
-            their_f = 1.0 if shared else ours_f
-            extractor, net, interpolate = their_model(args.m3dm_repo, their_f, our_state)
-            banks = None
-            if shared:
-                banks = tuple(np.load(state_dir / f"{b}_bank.npy") for b in ("xyz", "rgb"))
-            theirs, their_train, their_test, their_coef, their_seconds = run_theirs(
-                extractor, net, interpolate, runs["train"], runs["test"], labels, banks
-            )
-            same_input_coef = fit_fuser(their_train, 0.5, 1000, 42)["coef"]
-            d_coef = float(np.abs(np.asarray(same_input_coef) - their_coef.ravel()).max())
+            c = compare(
+                args.m3dm_repo, setting, args.m3dm_coreset, args.weights_seed, train, test,
+                labels, tmp,
+            )  # fmt: skip
+            state = c["state"]
+            same_input_coef = fit_fuser(c["their_train"], 0.5, 1000, 42)["coef"]
+            d_coef = float(np.abs(np.asarray(same_input_coef) - c["their_coef"]).max())
             detail = (
-                f"relative max|d|: TRAIN vectors {rel(state['train_vectors'], their_train):.2g}, "
-                f"TEST vectors {rel(our_test, their_test):.2g}, SVM coef "
-                f"{rel(state['svm']['coef'], their_coef.ravel()):.2g}, scores "
-                f"{rel(ours, theirs):.2g}; our SVM fitted on their TRAIN vectors: max|d coef| "
-                f"{d_coef:.2g}; banks ours "
+                f"relative max|d|: TRAIN vectors "
+                f"{rel(state['train_vectors'], c['their_train']):.2g}, "
+                f"TEST vectors {rel(c['our_test'], c['their_test']):.2g}, SVM coef "
+                f"{rel(state['svm']['coef'], c['their_coef']):.2g}, scores "
+                f"{rel(c['ours'], c['theirs']):.2g}; our SVM fitted on their TRAIN vectors: "
+                f"max|d coef| {d_coef:.2g}; banks ours "
                 f"xyz {state['xyz_bank_size']} rgb {state['rgb_bank_size']}, theirs xyz "
-                f"{len(extractor.patch_xyz_lib)} rgb {len(extractor.patch_rgb_lib)}"
+                f"{c['their_banks'][0]} rgb {c['their_banks'][1]}"
             )
             r = row(
                 category="weld-like",
                 method="m3dm",
                 reference=REFERENCE,
-                setting=f"{setting} {ours_f:g}, {len(labels)} runs",
-                ours=(ours, None, our_seconds),
-                theirs=(theirs, None, their_seconds),
+                setting=f"{setting} {c['ours_f']:g}, {len(labels)} runs",
+                ours=(c["ours"], None, c["our_seconds"]),
+                theirs=(c["theirs"], None, c["their_seconds"]),
                 switches=(
                     "standardise reference, rgb_coreset xyz_bank, score_divisor 1000, lambda "
                     f"1.0/0.1, nu 0.5, svm_seed 42; FPS/kNN ours on both sides; {detail}"
@@ -317,4 +353,58 @@ def run(args, data) -> list[dict]:
             print_row(r)
             print("  " + detail)
             rows.append(r)
+    if args.write_fixture:
+        write_fixture(args.m3dm_repo, args.m3dm_coreset, args.weights_seed)
     return rows
+
+
+# --------------------------------------------------------------------------- CI fixture
+
+# shared-coreset (our banks given to theirs): everything after the coreset compared on equal banks
+FIXTURE = {"n_train": 4, "labels": [0, 0, 1, 1], "setting": "shared-coreset"}
+
+
+def write_fixture(repo: Path, coreset: float, seed: int) -> None:
+    """``tests/fixtures/reference/m3dm.{npz,json}``: their per-bank TRAIN and TEST vectors, SVM
+    coefficients and scores on runs that ``make_runs(..., seed)`` regenerates."""
+    import json
+    import subprocess
+
+    from .common import FIXTURES
+
+    f = FIXTURE
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train, test = make_runs(tmp, f["n_train"], f["labels"], seed)
+        c = compare(repo, f["setting"], coreset, seed, train, test, f["labels"], tmp)
+    print(
+        f"fixture m3dm: relative max|d| TEST vectors {rel(c['our_test'], c['their_test']):.2g}, "
+        f"scores {rel(c['ours'], c['theirs']):.2g}"
+    )
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        FIXTURES / "m3dm.npz",
+        train_vectors=c["their_train"],
+        test_vectors=c["their_test"],
+        coef=c["their_coef"],
+        scores=c["theirs"],
+    )
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    meta = {
+        "reference": f"{REFERENCE} (nomewang/M3DM @ "
+        f"{head or 'unknown commit: the checkout has no .git'})",
+        "arch": f"Point-MAE PointTransformer (384 wide, 12 blocks) with our random weights, "
+        f"{GROUPS} groups of {GROUP_SIZE}, pseudo clouds {SIZE}x{SIZE}",
+        "weights": f"random: our m3dm point net seeded with {seed}, loaded into theirs strictly",
+        "seed": seed,
+        "runs": f"make_runs(tmp, {f['n_train']}, {f['labels']}, {seed}) in "
+        "benchmarks/reference/m3dm.py (TRAIN and scored weld-like runs, generated)",
+        "setting": f["setting"],
+        "config": our_cfg(coreset, seed),
+        "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods m3dm "
+        "--m3dm-repo PATH --m3dm-settings shared-coreset --write-fixture",
+    }
+    (FIXTURES / "m3dm.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {FIXTURES / 'm3dm.npz'} and .json")

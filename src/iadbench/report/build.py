@@ -73,7 +73,8 @@ def build_report(
     variance", with a histogram per score item that holds the per-image spread.
     ``trained_models`` (label -> a model folder with a ``loss_log.csv``: a method trained on a
     train set, or "method (dataset)" for a per-dataset multi-class model) adds "Trained
-    methods": the cross-dataset table and the loss curves. Returns the figure names and section titles.
+    methods": the cross-dataset table and the loss curves. Returns the figure names and section
+    titles.
     """
     start = time.perf_counter()
     summary = load_summary(summary_csv)
