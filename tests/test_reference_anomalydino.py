@@ -10,7 +10,6 @@ blur border, no rotation) and our default position-grid resampling (bicubic, no 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,14 +19,14 @@ import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "anomalydino"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        return meta, {k: data[k] for k in data.files}
+    return load_fixture("anomalydino")
 
 
 def ours(meta, ref, masking: bool, interpolation: str | None = None):

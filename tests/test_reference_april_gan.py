@@ -11,8 +11,8 @@ Adam step are compared with theirs.
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,15 @@ from iadbench.methods.april_gan.method import AprilGan, AprilGanHead
 from iadbench.methods.clip_trained.trainer import focal_loss
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "april_gan"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        arrays = {k: data[k] for k in data.files}
-    return meta, arrays
+    return load_fixture("april_gan")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ compared at every ``map_stride``-th pixel, as stored.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,9 @@ from iadbench.methods.crane.views import encode_crane, load_guide
 from iadbench.methods.kinds import params_of
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "crane"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 TOL = 1e-4
 # Crane's transform: ToTensor + OpenAI CLIP mean/std (the images are already 224 px, so its
 # bicubic resize is the identity).
@@ -38,10 +41,7 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        arrays = {k: data[k] for k in data.files}
-    return meta, arrays
+    return load_fixture("crane")
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +185,7 @@ def test_rcs_equals_resclip(reference, encoder):
     )
 
     meta, _ = reference
-    rcs_meta = json.loads(FIXTURE.with_name("crane_rcs.json").read_text())
-    with np.load(FIXTURE.with_name("crane_rcs.npz")) as data:
-        ref = {k: data[k] for k in data.files}
+    rcs_meta, ref = load_fixture("crane_rcs")
     assert rcs_meta["backbone"] == meta["backbone"]
     category = meta["categories"][0]
     names = meta["names"][f"{category}/test.py defaults"][: rcs_meta["n_images"]]
@@ -240,9 +238,7 @@ def test_noisy_prototypes_equal_bayes_pfl_sampling():
     noise visible (the samples differ from each other)."""
     from iadbench.methods.crane.bayes import noisy_prototypes
 
-    meta = json.loads(FIXTURE.with_name("crane_bayes.json").read_text())
-    with np.load(FIXTURE.with_name("crane_bayes.npz")) as data:
-        ref = {k: data[k] for k in data.files}
+    meta, ref = load_fixture("crane_bayes")
     tiny = load_clip(meta["backbone"], "random", seed=int(meta["weights_seed"]))
     for category, class_name in meta["class_names"].items():
         normal, anomalous = sentences(meta["prompts"], class_name)

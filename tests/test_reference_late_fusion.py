@@ -12,7 +12,6 @@ here, with the switches that reproduce their architecture (``audio_padding: same
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,15 +21,15 @@ import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "late_fusion"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 # float32 frame errors: their float32 means vs our float64 sums, z-scores of magnitude <= 10
 ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        arrays = {k: data[k] for k in data.files}
+    meta, arrays = load_fixture("late_fusion")
     runs = {}
     for key in ("train_audio", "train_video", "test_audio", "test_video"):
         n = meta["n_runs"][key.split("_")[0]]

@@ -9,7 +9,6 @@ and max are compared with ours. Only our side runs here, on the stored images.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -19,15 +18,15 @@ import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "padim"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 # Mahalanobis distances of a 4-image fit are ~1e2-1e3: float32 rounding is relative
 RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        return meta, {k: data[k] for k in data.files}
+    return load_fixture("padim")
 
 
 def test_padim_equals_anomalib_fixture(reference):

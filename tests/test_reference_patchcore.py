@@ -10,7 +10,6 @@ coreset (which anomalib was handed). Also the blur border switch against a hand 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,14 +21,14 @@ from iadbench.methods.smoothing import smooth_map
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "patchcore"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        return meta, {k: data[k] for k in data.files}
+    return load_fixture("patchcore")
 
 
 @pytest.mark.parametrize("setting", ["bank full", "our coreset"])

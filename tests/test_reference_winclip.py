@@ -11,7 +11,6 @@ with the switches that reproduce anomalib (raw-embedding prototypes, image score
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,14 +20,14 @@ import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "winclip"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference.common import load_fixture  # noqa: E402
+
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def reference():
-    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
-    with np.load(FIXTURE.with_suffix(".npz")) as data:
-        return meta, {k: data[k] for k in data.files}
+    return load_fixture("winclip")
 
 
 def test_winclip_equals_anomalib_fixture(reference):

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .common import print_row, row
+from .common import print_row, row, save_fixture
 
 REFERENCE = "anomalib AnomalyDINOModel"
 ARCH = "vit_small_patch14_dinov2"
@@ -343,12 +343,10 @@ def write_fixture(seed: int) -> None:
     """``tests/fixtures/reference/anomalydino.{npz,json}``: anomalib's scores and maps (every
     ``map_step``-th pixel) on two demo images with one reference, on the tiny random ViT that
     ``fixture_config(seed)`` rebuilds (asserted equal to the weights anomalib gets here)."""
-    import json
 
     import anomalib
     import timm
 
-    from .common import FIXTURES
     from .lite0 import fixture_images
 
     f = FIXTURE
@@ -375,8 +373,6 @@ def write_fixture(seed: int) -> None:
             f"fixture anomalydino {name}: max|dscore| {np.abs(o_s - a_s).max():.3g} "
             f"max|dmap| {np.abs(o_m - a_m).max():.3g}"
         )
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(FIXTURES / "anomalydino.npz", **arrays)
     meta = {
         "reference": f"anomalib {anomalib.__version__} (PyPI) AnomalyDINOModel",
         "arch": f"timm {ARCH} with {TINY} (our registry's {TINY_MODEL})",
@@ -402,5 +398,4 @@ def write_fixture(seed: int) -> None:
         "anomalydino --dino-shots 1 --dino-settings anomalib --dino-inputs shared "
         "--n-test 2 --n-train 1 --write-fixture",
     }
-    (FIXTURES / "anomalydino.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {FIXTURES / 'anomalydino.npz'} and .json")
+    save_fixture("anomalydino", arrays, meta)

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .common import FIXTURES, import_checkout, import_from, print_row, row
+from .common import import_checkout, import_from, print_row, row, save_fixture
 
 REFERENCE = "VAND-APRIL-GAN (authors' code)"
 TEMPERATURE = 0.01  # their 100.0 * cos
@@ -523,18 +523,15 @@ def write_fixture(args, cat: str, images, theirs, gt) -> None:
     from .common import commit
 
     scores, maps, _, loss, stepped, _ = theirs
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    stem = FIXTURES / "april_gan"
-    np.savez_compressed(
-        f"{stem}.npz",
-        images=np.stack(images).astype(np.uint8),
-        masks=gt.numpy().astype(np.uint8),
-        scores=scores.astype(np.float32),
-        maps=maps.astype(np.float32),
-        loss=np.float32(loss),
-        stepped_weight=np.stack([s["weight"].numpy() for s in stepped]).astype(np.float32),
-        stepped_bias=np.stack([s["bias"].numpy() for s in stepped]).astype(np.float32),
-    )
+    arrays = {
+        "images": np.stack(images).astype(np.uint8),
+        "masks": gt.numpy().astype(np.uint8),
+        "scores": scores.astype(np.float32),
+        "maps": maps.astype(np.float32),
+        "loss": np.float32(loss),
+        "stepped_weight": np.stack([s["weight"].numpy() for s in stepped]).astype(np.float32),
+        "stepped_bias": np.stack([s["bias"].numpy() for s in stepped]).astype(np.float32),
+    }
     repo = Path(args.april_gan_repo).resolve()
     try:
         import subprocess
@@ -569,5 +566,4 @@ def write_fixture(args, cat: str, images, theirs, gt) -> None:
         "prompts": "april_gan (7 normal / 5 anomalous states x 35 templates)",
         "optimiser": f"Adam lr {LR}, betas {BETAS}, one step on the batch",
     }
-    Path(f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {stem}.npz and .json")
+    save_fixture("april_gan", arrays, meta)

@@ -72,7 +72,8 @@ def run(args, data) -> list[dict]:
     from iadbench.clip.prompts import sentences
     from iadbench.methods.crane.bayes import noisy_prototypes
 
-    from .crane import prompt_set, repo_commit, save_fixture
+    from .common import save_fixture
+    from .crane import prompt_set, repo_commit
 
     encoder = load_clip(BACKBONE, "random", seed=args.weights_seed)
     rows, kept = [], {}

@@ -6,6 +6,8 @@ import contextlib
 import csv
 import datetime as dt
 import importlib
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -212,3 +214,24 @@ def markdown(rows: list[dict]) -> str:
             f"{r['iadbench_s_per_img']:.3f} | {r['switches']} |"
         )
     return "\n".join(lines)
+
+
+def load_fixture(name: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """A stored reference fixture: its JSON (how it was made) and its arrays."""
+    meta = json.loads((FIXTURES / f"{name}.json").read_text())
+    with np.load(FIXTURES / f"{name}.npz") as data:
+        return meta, {k: data[k] for k in data.files}
+
+
+def save_fixture(name: str, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``tests/fixtures/reference/<name>.{npz,json}``, each atomically, and say so."""
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    npz, tmp = FIXTURES / f"{name}.npz", FIXTURES / f".{name}.npz.tmp"
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, npz)
+    tmp = FIXTURES / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, FIXTURES / f"{name}.json")
+    print(f"wrote {npz} ({npz.stat().st_size / 1e3:.0f} KB) and {name}.json")
+    return npz

@@ -38,7 +38,6 @@ were made in ``tests/fixtures/reference/crane.{npz,json}`` (and, with ``--rescli
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from .common import FIXTURES, import_checkout, import_from, print_row, row
+from .common import import_checkout, import_from, print_row, row, save_fixture
 
 REFERENCE = "Crane (AlirezaSalehy/Crane)"
 BACKBONE = "clip_vit_b32"
@@ -531,19 +530,6 @@ def write_rcs_fixture(args, kept: dict) -> None:
         "command": "benchmarks/compare_reference.py " + " ".join(sys.argv[1:]),
     }
     save_fixture("crane_rcs", kept, meta)
-
-
-def save_fixture(name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """``tests/fixtures/reference/<name>.{npz,json}``, each written atomically."""
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    tmp = FIXTURES / f"{name}.npz.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(FIXTURES / f"{name}.npz")
-    tmp = FIXTURES / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    tmp.replace(FIXTURES / f"{name}.json")
-    print(f"wrote {FIXTURES / name}.npz and .json")
 
 
 def write_fixture(args, commit: str, fixture: dict, d_text: float, eattn_from: int) -> None:

@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from .common import print_row, row
+from .common import print_row, row, save_fixture
 
 ARCHS = {"small": "dinov2_vits14_reg4", "base": "dinov2_vitb14_reg4", "tiny": "dinov2_tiny_reg4"}
 # our registry's dinov2_tiny_reg4: DINOv2-reg's layout (12 blocks, 4 registers) at width 48
@@ -245,11 +245,9 @@ def write_fixture(seed: int) -> None:
     """``tests/fixtures/reference/dinomaly.{npz,json}``: anomalib's scores and smoothed maps on
     two demo images with the tiny random encoder + decoder that ``our_net("tiny", seed)``
     rebuilds (every tensor copied into anomalib's model and checked equal)."""
-    import json
 
     import anomalib
 
-    from .common import FIXTURES
     from .lite0 import fixture_images
 
     f = FIXTURE
@@ -264,13 +262,11 @@ def write_fixture(seed: int) -> None:
         f"max|dmap| {np.abs(o_m - a_m).max():.3g}"
     )
     step = f["map_step"]
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        FIXTURES / "dinomaly.npz",
-        test=np.stack(test),
-        scores=a_s.astype(np.float32),
-        maps=a_m[:, ::step, ::step].astype(np.float32),
-    )
+    arrays = {
+        "test": np.stack(test),
+        "scores": a_s.astype(np.float32),
+        "maps": a_m[:, ::step, ::step].astype(np.float32),
+    }
     meta = {
         "reference": f"anomalib {anomalib.__version__} (PyPI) DinomalyModel",
         "arch": f"timm vit_small_patch14_reg4_dinov2 with {TINY} (our registry's "
@@ -289,5 +285,4 @@ def write_fixture(seed: int) -> None:
         "--dinomaly-arch tiny "
         "--n-test 2 --write-fixture",
     }
-    (FIXTURES / "dinomaly.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {FIXTURES / 'dinomaly.npz'} and .json")
+    save_fixture("dinomaly", arrays, meta)

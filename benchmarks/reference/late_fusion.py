@@ -29,7 +29,6 @@ not compared) in train mode (batch-statistics BatchNorm; dropout masks from the 
 
 from __future__ import annotations
 
-import json
 import time
 import types
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import FIXTURES, import_checkout, import_from, print_row, row
+from .common import import_checkout, import_from, print_row, row, save_fixture
 
 REFERENCE = "bluuueheart/Weld-Anomaly-Detection baselines/Late_Fusion @57b310f"
 DATA = "its own generated per-frame audio and video features, not the images above"
@@ -294,8 +293,6 @@ def write_fixture(runs, ref: dict, seed: int) -> None:
     reference's scores (setting ``reference arch``); the weights come back from the seed."""
     arrays = {f"{k}_{i}": r for k, v in runs.items() for i, r in enumerate(v)}
     arrays.update({k: np.asarray(v, np.float64) for k, v in ref.items()})
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(FIXTURES / "late_fusion.npz", **arrays)
     meta = {
         "reference": REFERENCE,
         "reference_code": "baselines/Late_Fusion/models.py (AudioAutoEncoder, VideoAutoEncoder), "
@@ -314,5 +311,4 @@ def write_fixture(runs, ref: dict, seed: int) -> None:
         "n_runs": {"train": N_TRAIN, "test": N_TEST},
         "torch": torch.__version__,
     }
-    (FIXTURES / "late_fusion.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {FIXTURES / 'late_fusion.npz'} and .json")
+    save_fixture("late_fusion", arrays, meta)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .common import import_checkout, import_from, print_row, row
+from .common import import_checkout, import_from, print_row, row, save_fixture
 
 REFERENCE = "nomewang/M3DM DoubleRGBPointFeatures"
 # It ignores the shared images: weld runs need a sensor CSV and photos, so it makes its own.
@@ -367,10 +367,7 @@ FIXTURE = {"n_train": 4, "labels": [0, 0, 1, 1], "setting": "shared-coreset"}
 def write_fixture(repo: Path, coreset: float, seed: int) -> None:
     """``tests/fixtures/reference/m3dm.{npz,json}``: their per-bank TRAIN and TEST vectors, SVM
     coefficients and scores on runs that ``make_runs(..., seed)`` regenerates."""
-    import json
     import subprocess
-
-    from .common import FIXTURES
 
     f = FIXTURE
     with tempfile.TemporaryDirectory() as tmp:
@@ -381,14 +378,12 @@ def write_fixture(repo: Path, coreset: float, seed: int) -> None:
         f"fixture m3dm: relative max|d| TEST vectors {rel(c['our_test'], c['their_test']):.2g}, "
         f"scores {rel(c['ours'], c['theirs']):.2g}"
     )
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        FIXTURES / "m3dm.npz",
-        train_vectors=c["their_train"],
-        test_vectors=c["their_test"],
-        coef=c["their_coef"],
-        scores=c["theirs"],
-    )
+    arrays = {
+        "train_vectors": c["their_train"],
+        "test_vectors": c["their_test"],
+        "coef": c["their_coef"],
+        "scores": c["theirs"],
+    }
     head = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -406,5 +401,4 @@ def write_fixture(repo: Path, coreset: float, seed: int) -> None:
         "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods m3dm "
         "--m3dm-repo PATH --m3dm-settings shared-coreset --write-fixture",
     }
-    (FIXTURES / "m3dm.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {FIXTURES / 'm3dm.npz'} and .json")
+    save_fixture("m3dm", arrays, meta)

