@@ -113,7 +113,7 @@ POS_EMBED_RESAMPLING = {
 }
 
 
-def _pos_embed_resampled(
+def pos_embed_resampled(
     vit: torch.nn.Module, x: torch.Tensor, mode: str, antialias: bool
 ) -> torch.Tensor:
     """timm ``VisionTransformer._pos_embed`` for a (B, h, w, C) patch grid, with the position
@@ -147,7 +147,7 @@ def set_pos_embed_resampling(vit: torch.nn.Module, interpolation: str) -> None:
         )
     mode, antialias = POS_EMBED_RESAMPLING[interpolation]
     vit._pos_embed = types.MethodType(
-        functools.partial(_pos_embed_resampled, mode=mode, antialias=antialias), vit
+        functools.partial(pos_embed_resampled, mode=mode, antialias=antialias), vit
     )
 
 

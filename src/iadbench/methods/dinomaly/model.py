@@ -149,25 +149,12 @@ class Dinomaly(nn.Module):
         """Patch embedding + position embedding (resampled to the image's grid, bicubic without
         antialiasing as DINOv2's own code and anomalib do; timm's default antialiases) + the
         class and register tokens: the input of the first block."""
-        from timm.layers import resample_abs_pos_embed
+        from iadbench.backbones.loader import POS_EMBED_RESAMPLING, pos_embed_resampled
 
         enc = self.encoder
         x = enc.patch_embed(images)  # (B, h, w, C): the ViT is built with dynamic_img_size
-        b, h, w, c = x.shape
-        prefix = [t.expand(b, -1, -1) for t in (enc.cls_token, enc.reg_token) if t is not None]
-        pos = resample_abs_pos_embed(
-            enc.pos_embed,
-            new_size=(h, w),
-            old_size=enc.patch_embed.grid_size,
-            num_prefix_tokens=0 if enc.no_embed_class else enc.num_prefix_tokens,
-            antialias=False,
-        )
-        x = x.reshape(b, h * w, c)
-        if enc.no_embed_class:  # DINOv2-reg: position embeddings of the patches only
-            x = torch.cat([*prefix, x + pos], dim=1)
-        else:
-            x = torch.cat([*prefix, x], dim=1) + pos
-        return enc.norm_pre(enc.patch_drop(enc.pos_drop(x)))
+        x = pos_embed_resampled(enc, x, *POS_EMBED_RESAMPLING["bicubic"])
+        return enc.norm_pre(enc.patch_drop(x))
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The tapped blocks' raw outputs (B, prefix + h*w, C), prompt tokens included."""
